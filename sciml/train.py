@@ -1,0 +1,199 @@
+"""Command line: train a registered problem from a YAML config.
+
+    python -m sciml.train CONFIG [KEY.PATH=VALUE ...] [--overwrite] [--print-config]
+    python -m sciml.train --resume RUN_DIR [train.KEY=VALUE ...]
+    python -m sciml.train --list
+
+Exit status: 0 success, 2 invalid config or arguments, 3 training diverged,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from sciml.config import ConfigError, apply_overrides, load_config, load_yaml, validate_config
+
+__all__ = ["main", "run_config"]
+
+EXIT_CONFIG = 2
+EXIT_DIVERGED = 3
+
+# What may change when resuming: settings of the loop, not of the maths.
+_RESUME_OVERRIDABLE = {
+    "train.steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.progress",
+    "train.devices",
+}
+_RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints")
+
+_EPILOG = """\
+config files:
+  YAML with top-level sections problem (name + parameters), model, optimizer,
+  train and output; see configs/ for examples. Every key is validated before
+  anything is compiled; errors name the dotted key and exit with status 2.
+
+overrides:
+  KEY.PATH=VALUE pairs after the config, values parsed as YAML, e.g.
+    train.steps=200 optimizer.lr=3e-3 optimizer.schedule.name=cosine
+    output.dir=runs/try1 train.devices=all train.dtype=float64
+
+run directory (default runs/<config file name>):
+  config.yaml (resolved config), metrics.jsonl, checkpoints/, summary.json,
+  figures/. An existing run is never replaced unless --overwrite is given;
+  continue it with --resume instead.
+
+exit status: 0 done, 2 bad config or arguments, 3 training diverged (the last
+good checkpoint is kept), 130 interrupted (resume with --resume).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sciml.train",
+        description="Train a registered sciml problem from a YAML config.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="CONFIG [KEY=VALUE ...]",
+        help="config file, then dotted overrides (with --resume: overrides only)",
+    )
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
+    p.add_argument("--print-config", action="store_true", help="print the fully resolved config and exit")
+    p.add_argument("--list", action="store_true", help="list the registered problems and exit")
+    return p
+
+
+def _holds_run(path: Path) -> bool:
+    return any((path / m).exists() for m in _RUN_MARKERS)
+
+
+def _check_devices(cfg) -> None:
+    import jax
+
+    n = len(jax.local_devices())
+    if cfg.train.devices != "all" and cfg.train.devices > n:
+        raise ConfigError(
+            f"config error: train.devices: {cfg.train.devices} requested but this machine has "
+            f"{n} {jax.local_devices()[0].platform} device(s); use 'all' or at most {n}"
+        )
+
+
+def run_config(cfg, run_dir: Path, *, resume: bool = False):
+    """Build the problem and optimizer of validated config `cfg` and train into `run_dir`."""
+    import jax
+
+    from sciml.checkpoint import atomic_write_bytes
+    from sciml.optim import make_optimizer
+    from sciml.problems import get_problem_spec
+    from sciml.trainer import fit
+
+    _check_devices(cfg)
+    if cfg.train.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    spec = get_problem_spec(cfg.problem_name)
+    problem = spec.build(cfg.problem, cfg.model)
+    optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write_bytes(run_dir / "config.yaml", text.encode())
+    return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume)
+
+
+def _resume_config(run_dir: Path, overrides: list[str]):
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"config error: --resume {run_dir}: no config.yaml there; is it a sciml run directory?")
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in _RESUME_OVERRIDABLE:
+            allowed = ", ".join(sorted(_RESUME_OVERRIDABLE))
+            raise ConfigError(
+                f"config error: {key}: cannot be changed when resuming (the checkpoint was "
+                f"made with the saved value); allowed overrides: {allowed}"
+            )
+    data = load_yaml(cfg_path.read_text(), str(cfg_path))
+    return validate_config(apply_overrides(data, overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    run_dir = None
+    try:
+        if ns.list:
+            from sciml.problems import list_problems
+
+            problems = list_problems()
+            width = max(map(len, problems), default=0)
+            for name, desc in problems.items():
+                print(f"{name:<{width}}  {desc}")
+            return 0
+        if ns.resume:
+            run_dir = Path(ns.resume)
+            cfg = _resume_config(run_dir, ns.args)
+            resume = True
+        else:
+            if not ns.args:
+                parser.error("a CONFIG file is required (or --resume RUN_DIR, or --list)")
+            config_path, overrides = ns.args[0], ns.args[1:]
+            if "=" in config_path and not Path(config_path).exists():
+                parser.error(f"the first argument must be the config file, got override {config_path!r}")
+            cfg = load_config(config_path, overrides)
+            run_dir = Path(cfg.output.dir or Path("runs") / Path(config_path).stem)
+            cfg = validate_config({**cfg.to_dict(), "output": {"dir": str(run_dir)}})
+            resume = False
+        if ns.print_config:
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
+        if not resume and run_dir.exists():
+            if _holds_run(run_dir):
+                if not ns.overwrite:
+                    raise ConfigError(
+                        f"error: run directory {run_dir} already holds a run; continue it with "
+                        f"`python -m sciml.train --resume {run_dir}`, choose another "
+                        f"output.dir=..., or pass --overwrite to replace it"
+                    )
+                shutil.rmtree(run_dir)
+            elif any(run_dir.iterdir()):
+                raise ConfigError(
+                    f"error: output directory {run_dir} exists and holds other files (not a sciml "
+                    f"run); choose another output.dir=..."
+                )
+        from sciml.trainer import TrainingDiverged
+
+        try:
+            result = run_config(cfg, run_dir, resume=resume)
+        except TrainingDiverged as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_DIVERGED
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        hint = f"; continue with: python -m sciml.train --resume {run_dir}" if run_dir else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return 130
+    shown = {k: v for k, v in result.summary.items() if not isinstance(v, (list, dict))}
+    print(f"run directory: {run_dir}")
+    for k, v in shown.items():
+        print(f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
