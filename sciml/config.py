@@ -320,38 +320,41 @@ def _unwrap(annotation) -> list[type[BaseModel]]:
 
 
 def _walk(cls: type[BaseModel], data: Any, loc: tuple) -> tuple[list[str], type | None]:
-    """Turn a pydantic error location into user-facing key names.
+    """Turn a pydantic error location into the keys the user wrote.
 
-    Drops the discriminator tags that pydantic inserts for tagged unions, and
-    returns the model class that owns the last key (to list allowed keys).
+    Drops what pydantic inserts that is not a key in the data: discriminator
+    tags of tagged unions and the branch names of plain unions. Also returns
+    the model class that owns the last key (to list the allowed keys).
     """
     names: list[str] = []
     owner: type | None = cls
     node = data
     for part in loc:
-        if owner is None:
+        if not isinstance(node, dict) or (part not in node and owner is None):
+            continue  # a union branch name or tag, not a user key
+        if part not in node:
+            # A key pydantic reports that the user did not write: a missing
+            # required key, or a tag of a tagged union.
+            if node.get("name") == part:
+                continue
             names.append(str(part))
-            continue
-        if isinstance(part, str) and part in owner.model_fields:
-            names.append(part)
-            candidates = _unwrap(owner.model_fields[part].annotation)
-            node = node.get(part) if isinstance(node, dict) else None
             owner = None
-            if len(candidates) == 1:
-                owner = candidates[0]
-            elif candidates and isinstance(node, dict):
-                tag = node.get("name")
-                matches = [
-                    c
-                    for c in candidates
-                    if typing.get_args(c.model_fields["name"].annotation) == (tag,)
-                ]
-                owner = matches[0] if matches else None
+            node = None
             continue
-        if isinstance(node, dict) and node.get("name") == part:
-            continue  # pydantic's discriminator tag, not a key the user wrote
         names.append(str(part))
+        candidates = []
+        if owner is not None and part in owner.model_fields:
+            candidates = _unwrap(owner.model_fields[part].annotation)
+        node = node[part]
         owner = None
+        if len(candidates) == 1:
+            owner = candidates[0]
+        elif candidates and isinstance(node, dict):
+            tag = node.get("name")
+            matches = [
+                c for c in candidates if typing.get_args(c.model_fields["name"].annotation) == (tag,)
+            ]
+            owner = matches[0] if matches else None
     return names, owner
 
 
@@ -360,7 +363,10 @@ def _describe(value: Any) -> str:
 
 
 def _format_errors(err: ValidationError, cls, data, prefix: str) -> list[str]:
-    messages = []
+    # (path -> [requirement texts], value) so that the branches of a union
+    # (`devices: 3` or `devices: all`) read as one message.
+    found: dict[str, tuple[list[str], Any]] = {}
+    whole: dict[str, str] = {}
     for e in err.errors():
         names, _ = _walk(cls, data, e["loc"])
         _, owner = _walk(cls, data, e["loc"][:-1])
@@ -370,26 +376,32 @@ def _format_errors(err: ValidationError, cls, data, prefix: str) -> list[str]:
             allowed = sorted(owner.model_fields) if owner is not None else []
             close = difflib.get_close_matches(names[-1], allowed, n=3)
             hint = f"did you mean {', '.join(close)}? " if close else ""
-            msg = f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
+            whole[path] = f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
         elif kind == "missing":
-            msg = "required key is missing"
+            whole[path] = "required key is missing"
         elif kind == "union_tag_invalid":
             tags = re.findall(r"'([^']+)'", e["ctx"]["expected_tags"])
             got = e["ctx"]["tag"]
             close = difflib.get_close_matches(str(got), tags, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            path = ".".join([p for p in [prefix, *names, "name"] if p])
-            msg = f"unknown choice {got!r}{hint}; allowed: {', '.join(tags)}"
+            whole[f"{path}.name"] = f"unknown choice {got!r}{hint}; allowed: {', '.join(tags)}"
         elif kind == "union_tag_not_found":
-            path = ".".join([p for p in [prefix, *names, "name"] if p])
-            msg = "required key is missing (it selects the kind)"
-        elif kind == "greater_than" and e["ctx"].get("gt") == 0 and type(e["input"]) is int:
-            msg = f"must be a positive integer, got {e['input']!r}"
+            whole[f"{path}.name"] = "required key is missing (it selects the kind)"
         else:
-            text = e["msg"].replace("Input should be", "must be")
-            text = text[0].lower() + text[1:]
-            msg = f"{text}, got {_describe(e['input'])}"
-        messages.append(f"config error: {path}: {msg}")
+            if kind == "greater_than" and e["ctx"].get("gt") == 0 and type(e["input"]) is int:
+                text = "must be a positive integer"
+            else:
+                text = e["msg"].replace("Input should be", "must be")
+                text = text[0].lower() + text[1:]
+            texts, _ = found.setdefault(path, ([], e["input"]))
+            if text not in texts:
+                texts.append(text)
+    messages = [f"config error: {path}: {msg}" for path, msg in whole.items()]
+    for path, (texts, value) in found.items():
+        if path in whole:
+            continue
+        joined = texts[0] + "".join(" or " + t.removeprefix("must be ") for t in texts[1:])
+        messages.append(f"config error: {path}: {joined}, got {_describe(value)}")
     return messages
 
 

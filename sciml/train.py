@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from sciml.config import ConfigError, apply_overrides, load_config, load_yaml, validate_config
 
-__all__ = ["main", "run_config"]
+__all__ = ["main", "run_config", "load_run", "LoadedRun"]
 
 EXIT_CONFIG = 2
 EXIT_DIVERGED = 3
@@ -113,6 +115,67 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False):
     return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume)
 
 
+@dataclass
+class LoadedRun:
+    """A run directory read back: its config, problem and trained model.
+
+    Attributes:
+        config: the validated `Config` from `config.yaml`.
+        problem: the problem, rebuilt from the config.
+        model: the model at `step`.
+        state: the problem state at `step`.
+        step: the step of the checkpoint that was loaded.
+        train_state: the whole `TrainState` (optimizer state, key, ...).
+    """
+
+    config: Any
+    problem: Any
+    model: Any
+    state: Any
+    step: int
+    train_state: Any
+
+
+def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
+    """Load a run directory's latest checkpoint (or the one at `step`).
+
+    Example:
+        >>> run = load_run("runs/neural_ode_spiral")
+        >>> run.problem.evaluate(run.model, run.state, jax.random.PRNGKey(0))
+    """
+    import equinox as eqx
+    import jax
+
+    from sciml.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+    from sciml.optim import make_optimizer
+    from sciml.problems import get_problem_spec
+    from sciml.trainer import init_train_state
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml; is it a sciml run directory?")
+    cfg = validate_config(load_yaml(cfg_path.read_text(), str(cfg_path)))
+    if cfg.train.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    problem = get_problem_spec(cfg.problem_name).build(cfg.problem, cfg.model)
+    optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
+    template, model_static = init_train_state(problem, optimizer, cfg.train.seed)
+    found = dict(list_checkpoints(run_dir / "checkpoints"))
+    if step is None:
+        latest = latest_checkpoint(run_dir / "checkpoints")
+        if latest is None:
+            raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
+        step = latest[0]
+    if step not in found:
+        raise FileNotFoundError(
+            f"no checkpoint for step {step} in {run_dir}/checkpoints; available: {sorted(found)}"
+        )
+    ts = load_checkpoint(found[step], template)
+    model = eqx.combine(ts.params, model_static)
+    return LoadedRun(cfg, problem, model, ts.problem_state, int(ts.step), ts)
+
+
 def _resume_config(run_dir: Path, overrides: list[str]):
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -144,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<{width}}  {desc}")
             return 0
         if ns.resume:
+            for item in ns.args:
+                if "=" not in item:
+                    parser.error(
+                        f"--resume takes the config from the run directory; give only "
+                        f"KEY=VALUE overrides, got {item!r}"
+                    )
             run_dir = Path(ns.resume)
             cfg = _resume_config(run_dir, ns.args)
             resume = True

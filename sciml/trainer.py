@@ -33,7 +33,14 @@ from sciml.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpo
 from sciml.config import TrainConfig
 from sciml.parallel import batch_sharding, make_mesh, replicate
 
-__all__ = ["TrainState", "TrainingDiverged", "FitResult", "fit", "make_loss_and_grad"]
+__all__ = [
+    "TrainState",
+    "TrainingDiverged",
+    "FitResult",
+    "fit",
+    "init_train_state",
+    "make_loss_and_grad",
+]
 
 
 class TrainState(NamedTuple):
@@ -105,6 +112,19 @@ def _split_keys(seed: int):
     return init_key, train_key, eval_key
 
 
+def init_train_state(problem, optimizer, seed: int):
+    """The step-0 training state of `problem` and the model's static part.
+
+    Returns `(TrainState, model_static)`; `eqx.combine(state.params,
+    model_static)` is the model. Also the template for loading checkpoints.
+    """
+    init_key, train_key, _ = _split_keys(seed)
+    model, pstate = problem.init(init_key)
+    params, model_static = eqx.partition(model, eqx.is_array)
+    ts = TrainState(params, optimizer.init(params), pstate, train_key, jnp.array(0, jnp.int32))
+    return ts, model_static
+
+
 def _make_step(problem_static, model_static, optimizer):
     """One optimizer step on dynamic `(problem_arrays, TrainState)`."""
 
@@ -128,7 +148,7 @@ def _make_step(problem_static, model_static, optimizer):
             value_fn=lambda p: loss_fn(p)[0],
         )
         params = optax.apply_updates(ts.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         new = TrainState(params, opt_state, new_pstate, ts.key, ts.step + 1)
         # A non-finite step is not applied: the state stays the last good one.
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, ts)
@@ -289,11 +309,9 @@ def fit(
     if not isinstance(optimizer, optax.GradientTransformationExtraArgs):
         optimizer = optax.with_extra_args_support(optimizer)
 
-    init_key, train_key, eval_key = _split_keys(train.seed)
-    model, pstate = problem.init(init_key)
-    params, model_static = eqx.partition(model, eqx.is_array)
+    _, _, eval_key = _split_keys(train.seed)
+    ts, model_static = init_train_state(problem, optimizer, train.seed)
     problem_arrays, problem_static = eqx.partition(problem, eqx.is_array)
-    ts = TrainState(params, optimizer.init(params), pstate, train_key, jnp.array(0, jnp.int32))
 
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_dir = run_dir / "checkpoints" if run_dir is not None else None
@@ -313,7 +331,9 @@ def fit(
         last_ckpt = found[1]
         history = _truncate_metrics(metrics_path, int(ts.step))
 
-    ts = replicate(ts, mesh)
+    # The chunk donates the training state; give every leaf its own buffer
+    # (optimizer states may hold one array twice, e.g. L-BFGS's zero init).
+    ts = jax.tree.map(jnp.copy, replicate(ts, mesh))
     problem_arrays = replicate(problem_arrays, mesh)
     step = int(ts.step)
     if ckpt_dir is not None and last_ckpt is None:
@@ -351,7 +371,7 @@ def fit(
         while step < train.steps:
             stop = min(
                 train.steps,
-                step + train.log_every,
+                boundary(train.log_every),
                 boundary(train.eval_every),
                 boundary(train.checkpoint_every),
             )

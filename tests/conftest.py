@@ -1,0 +1,33 @@
+"""Shared test setup: four fake CPU devices, warnings as errors, key and x64 fixtures."""
+
+import os
+
+# Must happen before jax is imported anywhere: sharding tests need several devices.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import itertools  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def getkey():
+    """Call to get a fresh PRNG key (deterministic sequence per test)."""
+    counter = itertools.count()
+    base = jax.random.PRNGKey(1234)
+    return lambda: jax.random.fold_in(base, next(counter))
+
+
+@pytest.fixture
+def x64():
+    """Switch JAX to float64 for one test, restoring the previous setting after."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)

@@ -1,0 +1,20 @@
+"""Catalogues shared by the contract suites.
+
+`PROBLEMS` lists every registered problem with small settings, so the
+contract battery in `test_contract.py` runs over each one quickly. A new
+problem is done when it is listed here and the battery passes.
+"""
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+# name -> (problem parameters, model parameters) for a small, fast instance
+PROBLEMS: dict[str, tuple[dict, dict]] = {
+    "neural_ode_spiral": (
+        {"n_points": 200, "t_end": 5.0, "batch_size": 4, "batch_time": 5},
+        {"width": 8},
+    ),
+}

@@ -1,0 +1,220 @@
+"""Config loading, overrides and error messages (library and CLI)."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from helpers import PYTHON, REPO
+from sciml.config import (
+    AdamConfig,
+    ConfigError,
+    CosineSchedule,
+    apply_overrides,
+    load_config,
+    load_yaml,
+    validate_config,
+)
+
+SPIRAL = REPO / "configs" / "neural_ode_spiral.yaml"
+
+
+def base():
+    return load_yaml(SPIRAL.read_text())
+
+
+def errors_of(data) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        validate_config(data)
+    return info.value.messages
+
+
+def test_default_config_is_valid_and_resolved():
+    cfg = load_config(SPIRAL)
+    assert cfg.problem_name == "neural_ode_spiral"
+    assert isinstance(cfg.optimizer, AdamConfig)
+    assert isinstance(cfg.optimizer.schedule, CosineSchedule)
+    # decay horizon pinned at validation: steps - warmup
+    assert cfg.optimizer.schedule.decay_steps == cfg.train.steps - 200
+    d = cfg.to_dict()
+    assert set(d) == {"problem", "model", "optimizer", "train", "output"}
+    assert validate_config(d) == cfg  # the resolved config round-trips
+
+
+def test_yaml_reads_exponent_floats():
+    assert load_yaml("a: 3e-3\nb: 1E5\nc: 1.5\nd: .5\ne: 10\nf: 1e3x") == {
+        "a": 3e-3,
+        "b": 1e5,
+        "c": 1.5,
+        "d": 0.5,
+        "e": 10,
+        "f": "1e3x",
+    }
+
+
+def test_overrides_are_typed_and_nested():
+    data = apply_overrides(
+        base(), ["train.steps=200", "optimizer.lr=3e-3", "optimizer.clip_norm=1", "output.dir=null"]
+    )
+    cfg = validate_config(data)
+    assert cfg.train.steps == 200 and cfg.optimizer.lr == 3e-3 and cfg.optimizer.clip_norm == 1
+    assert apply_overrides({}, ["a.b.c=x"]) == {"a": {"b": {"c": "x"}}}
+
+
+@pytest.mark.parametrize("bad", ["train.steps", "=3", "train..steps=3"])
+def test_malformed_override(bad):
+    with pytest.raises(ConfigError, match="expected KEY.PATH=VALUE"):
+        apply_overrides({}, [bad])
+
+
+def test_override_through_a_value_is_rejected():
+    with pytest.raises(ConfigError, match="train.steps is 5, not a section"):
+        apply_overrides({"train": {"steps": 5}}, ["train.steps.x=1"])
+
+
+def test_negative_steps_message():
+    data = apply_overrides(base(), ["train.steps=-5"])
+    assert errors_of(data) == ["config error: train.steps: must be a positive integer, got -5"]
+
+
+def test_unknown_key_suggests_closest():
+    data = apply_overrides(base(), ["train.stpes=5"])
+    (msg,) = errors_of(data)
+    assert msg.startswith("config error: train.stpes: unknown key; did you mean steps")
+    assert "allowed keys:" in msg and "checkpoint_every" in msg
+
+
+def test_unknown_key_in_problem_and_tagged_sections():
+    data = apply_overrides(base(), ["problem.batchsize=3", "optimizer.momentum=0.9"])
+    msgs = errors_of(data)
+    assert any(m.startswith("config error: problem.batchsize: unknown key; did you mean batch_size") for m in msgs)
+    # adam has no momentum: the path must not contain pydantic's union tag
+    assert any(m.startswith("config error: optimizer.momentum: unknown key") for m in msgs)
+
+
+def test_wrong_types_are_not_coerced():
+    data = apply_overrides(base(), ["train.steps=10.5", "optimizer.lr=fast", "train.progress=1"])
+    msgs = errors_of(data)
+    assert "config error: train.steps: must be a valid integer, got 10.5" in msgs
+    assert "config error: optimizer.lr: must be a valid number, got 'fast'" in msgs
+    assert "config error: train.progress: must be a valid boolean, got 1" in msgs
+
+
+def test_out_of_range_and_choices():
+    data = apply_overrides(
+        base(),
+        ["optimizer.b1=1.5", "model.activation=tan", "train.devices=many", "problem.batch_time=2000"],
+    )
+    msgs = "\n".join(errors_of(data))
+    assert "optimizer.b1: must be less than 1, got 1.5" in msgs
+    assert "model.activation:" in msgs and "'tanh'" in msgs and "got 'tan'" in msgs
+    assert "train.devices:" in msgs and "got 'many'" in msgs
+    assert "batch_time (2000) must be smaller than n_points (1000)" in msgs
+
+
+def test_unknown_optimizer_and_problem_names():
+    data = apply_overrides(base(), ["optimizer.name=adm"])
+    (msg,) = errors_of(data)
+    assert msg.startswith("config error: optimizer.name: unknown choice 'adm' (did you mean 'adam'?)")
+    assert "lbfgs" in msg
+    data = apply_overrides(base(), ["problem.name=neural_ode_spirl"])
+    (msg,) = errors_of(data)
+    assert "problem.name: unknown problem 'neural_ode_spirl'" in msg
+    assert "did you mean 'neural_ode_spiral'" in msg
+
+
+def test_missing_problem_and_bad_top_level():
+    msgs = errors_of({"train": {"steps": 3}})
+    assert "config error: problem: required key is missing" in msgs
+    msgs = errors_of({"problem": {"name": "neural_ode_spiral"}, "trian": {}})
+    assert msgs[0].startswith("config error: trian: unknown key; did you mean train?")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        validate_config([1, 2])
+
+
+def test_every_optimizer_and_schedule_validates():
+    for opt in (
+        {"name": "adam", "schedule": {"name": "exponential", "decay_rate": 0.9, "warmup_steps": 10}},
+        {"name": "adamw", "weight_decay": 0.01, "schedule": {"name": "cosine"}},
+        {"name": "sgd", "momentum": 0.5, "nesterov": True, "clip_norm": 1.0},
+        {"name": "lbfgs", "memory_size": 5},
+    ):
+        data = {**base(), "optimizer": opt}
+        assert validate_config(data).optimizer.name == opt["name"]
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("problem: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+# --- command line ---------------------------------------------------------------
+
+
+def cli(*args, cwd=None):
+    return subprocess.run(
+        [PYTHON, "-m", "sciml.train", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        timeout=300,
+    )
+
+
+def test_cli_rejects_bad_value_with_status_2_and_no_traceback():
+    r = cli(SPIRAL, "train.steps=-5")
+    assert r.returncode == 2
+    assert "config error: train.steps: must be a positive integer, got -5" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_print_config_list_help(tmp_path):
+    r = cli(SPIRAL, "train.steps=200", "--print-config")
+    assert r.returncode == 0, r.stderr
+    printed = yaml.safe_load(r.stdout)
+    assert printed["train"]["steps"] == 200
+    assert printed["output"]["dir"] == "runs/neural_ode_spiral"
+    assert printed["optimizer"]["schedule"]["decay_steps"] == 0 or printed["optimizer"]["schedule"]["decay_steps"] >= 1
+    r = cli("--list")
+    assert r.returncode == 0 and "neural_ode_spiral" in r.stdout
+    r = cli("--help")
+    assert r.returncode == 0
+    for word in ("--resume", "--overwrite", "--print-config", "--list", "train.steps=200", "exit status"):
+        assert word in r.stdout
+    r = cli()
+    assert r.returncode == 2 and "CONFIG file is required" in r.stderr
+
+
+def test_cli_refuses_existing_run_and_foreign_directory(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("keep me")
+    r = cli(SPIRAL, f"output.dir={run}")
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "--resume" in r.stderr
+    assert (run / "config.yaml").read_text() == "keep me"
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("precious")
+    r = cli(SPIRAL, f"output.dir={other}", "--overwrite")
+    assert r.returncode == 2 and "not a sciml run" in r.stderr
+    assert (other / "notes.txt").read_text() == "precious"
+
+
+def test_cli_resume_rejects_changing_the_maths(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config(SPIRAL)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    r = cli("--resume", run, "optimizer.lr=1.0")
+    assert r.returncode == 2 and "optimizer.lr: cannot be changed when resuming" in r.stderr
+    r = cli("--resume", tmp_path / "nothing")
+    assert r.returncode == 2 and "no config.yaml" in r.stderr
+
+
+def test_cli_too_many_devices():
+    r = cli(SPIRAL, "train.devices=64", "output.dir=/nonexistent/never")
+    assert r.returncode == 2 and "train.devices: 64 requested" in r.stderr

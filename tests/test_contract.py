@@ -1,0 +1,77 @@
+"""The contract every registered problem must meet (see tests/helpers.py)."""
+
+import equinox as eqx
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import PROBLEMS
+from sciml.checkpoint import load_checkpoint, save_checkpoint
+from sciml.problems import build_problem, list_problems
+
+
+def test_catalogue_lists_every_registered_problem():
+    assert set(PROBLEMS) == set(list_problems())
+
+
+@pytest.fixture(params=sorted(PROBLEMS))
+def problem(request, x64):
+    params, model = PROBLEMS[request.param]
+    return build_problem(request.param, params, model)
+
+
+def test_init_and_jitted_loss_is_finite(problem, getkey):
+    model, state = problem.init(getkey())
+    loss, (new_state, metrics) = eqx.filter_jit(problem.loss)(model, state, getkey())
+    assert loss.shape == () and jnp.isfinite(loss)
+    assert isinstance(metrics, dict)
+    for name, value in metrics.items():
+        assert jnp.shape(value) == (), name
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+
+
+def test_gradient_matches_central_differences(problem, getkey):
+    model, state = problem.init(getkey())
+    key = getkey()
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    assert flat.dtype == jnp.float64
+
+    @jax.jit
+    def f(vec):
+        return problem.loss(eqx.combine(unravel(vec), static), state, key)[0]
+
+    grad = jax.grad(f)(flat)
+    eps = 1e-6
+    for _ in range(3):
+        v = jax.random.normal(getkey(), flat.shape, flat.dtype)
+        v = v / jnp.linalg.norm(v)
+        fd = (f(flat + eps * v) - f(flat - eps * v)) / (2 * eps)
+        ad = grad @ v
+        np.testing.assert_allclose(ad, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_evaluate_returns_documented_keys(problem, getkey):
+    model, state = problem.init(getkey())
+    out = problem.evaluate(model, state, getkey())
+    assert problem.metric_names, "metric_names must document evaluate's keys"
+    assert set(problem.metric_names) <= set(out)
+    for name in problem.metric_names:
+        value = out[name]
+        assert isinstance(value, (float, int, str)), (name, type(value))
+
+
+def test_checkpoint_round_trip(problem, getkey, tmp_path):
+    model, state = problem.init(getkey())
+    tree = (model, state)
+    path = save_checkpoint(tmp_path, 7, tree)
+    template = problem.init(getkey())  # different values, same structure
+    restored = load_checkpoint(path, template)
+    leaves_a, tree_a = jax.tree.flatten(eqx.filter(tree, eqx.is_array))
+    leaves_b, tree_b = jax.tree.flatten(eqx.filter(restored, eqx.is_array))
+    assert tree_a == tree_b
+    for a, b in zip(leaves_a, leaves_b):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,295 @@
+"""The generic trainer: compile-once chunks, logging, checkpoints, resume, divergence, devices."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from helpers import PYTHON, PROBLEMS, REPO
+from sciml.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from sciml.config import (
+    AdamConfig,
+    AdamWConfig,
+    ConstantSchedule,
+    CosineSchedule,
+    ExponentialSchedule,
+    LBFGSConfig,
+    SGDConfig,
+    TrainConfig,
+)
+from sciml.optim import make_optimizer, make_schedule
+from sciml.problems import AbstractProblem, build_problem
+from sciml.train import load_run
+from sciml.trainer import TrainingDiverged, fit, make_loss_and_grad
+
+SPIRAL = REPO / "configs" / "neural_ode_spiral.yaml"
+
+
+def small_spiral():
+    params, model = PROBLEMS["neural_ode_spiral"]
+    return build_problem("neural_ode_spiral", params, model)
+
+
+class LeastSquares(AbstractProblem):
+    """0.5 * mean((A w - b)^2): a convex toy with a closed-form minimiser."""
+
+    a: jax.Array
+    b: jax.Array
+    metric_names: ClassVar[tuple[str, ...]] = ("distance_to_lstsq",)
+
+    def init(self, key):
+        return jnp.zeros(self.a.shape[1]), None
+
+    def loss(self, w, state, key):
+        r = self.a @ w - self.b
+        return 0.5 * jnp.mean(r**2), (state, {"max_residual": jnp.max(jnp.abs(r))})
+
+    def evaluate(self, w, state, key):
+        w_star = jnp.linalg.lstsq(self.a, self.b)[0]
+        return {"distance_to_lstsq": float(jnp.linalg.norm(w - w_star))}
+
+
+def least_squares(key):
+    ka, kb = jax.random.split(key)
+    a = jax.random.normal(ka, (40, 5)) + 2.0 * jnp.eye(40, 5)
+    return LeastSquares(a, jax.random.normal(kb, (40,)))
+
+
+def quiet(**kw):
+    return TrainConfig(progress=False, **{"checkpoint_every": None, **kw})
+
+
+def array_leaves(tree):
+    return jax.tree.leaves(eqx.filter(tree, eqx.is_array))
+
+
+# --- compile once, logging, run directory -----------------------------------------
+
+
+def test_one_trace_for_a_whole_run_with_uneven_chunks(tmp_path):
+    # eval/checkpoint intervals that are not multiples of log_every, and a
+    # short final chunk: every chunk still reuses the one compiled program.
+    train = quiet(steps=250, log_every=100, eval_every=60, checkpoint_every=70, keep_checkpoints=None)
+    result = fit(small_spiral(), optax.adam(1e-3), train, run_dir=tmp_path)
+    assert result.traces == 1
+    assert result.step == 250
+    logged = [r["step"] for r in result.history if "loss" in r]
+    assert logged == [60, 70, 100, 120, 140, 180, 200, 210, 240, 250]
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [0, 70, 140, 210, 250]
+    evals = [r["step"] for r in result.history if "eval/mse" in r]
+    assert evals == [60, 120, 180, 240, 250]  # the last one is the final evaluation
+
+
+def test_run_directory_contents(tmp_path):
+    result = fit(small_spiral(), optax.adam(1e-3), quiet(steps=200, log_every=50), run_dir=tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("final_loss", "mse", "wall_time_s", "compile_time_s", "steps_per_s", "peak_host_memory_mb"):
+        assert key in summary, key
+    assert summary == json.loads(json.dumps(result.summary))
+    assert summary["compile_time_s"] > 0 and summary["steps_per_s"] > 0
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [50, 100, 150, 200]
+    assert all(np.isfinite(r["loss"]) and "mse" in r for r in records if "loss" in r)
+    assert (tmp_path / "figures" / "loss.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "trajectory.png").stat().st_size > 1000
+
+
+def test_chunk_length_does_not_change_the_result():
+    problem = small_spiral()
+    a = fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=60))
+    b = fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=7))
+    for x, y in zip(array_leaves(a.model), array_leaves(b.model)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_in_process_resume_matches_uninterrupted(tmp_path):
+    problem = small_spiral()
+    full = fit(problem, optax.adam(1e-2), quiet(steps=90, log_every=30))
+    fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=30, checkpoint_every=30), run_dir=tmp_path)
+    resumed = fit(
+        problem, optax.adam(1e-2), quiet(steps=90, log_every=30), run_dir=tmp_path, resume=True
+    )
+    assert resumed.step == 90
+    for x, y in zip(array_leaves(full.model), array_leaves(resumed.model)):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        fit(problem, optax.adam(1e-2), quiet(steps=5), run_dir=tmp_path / "empty", resume=True)
+
+
+# --- optimizers and schedules ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "opt_cfg, steps",
+    [
+        (AdamConfig(name="adam", lr=0.05, schedule=CosineSchedule(name="cosine")), 1500),
+        (AdamWConfig(name="adamw", lr=0.05, weight_decay=0.0, schedule=ExponentialSchedule(name="exponential", decay_rate=0.5, transition_steps=100)), 1500),
+        (SGDConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=True, clip_norm=10.0), 1500),
+        (LBFGSConfig(name="lbfgs"), 30),
+    ],
+    ids=["adam", "adamw", "sgd", "lbfgs"],
+)
+def test_optimizers_reach_the_least_squares_minimiser(opt_cfg, steps, x64, getkey):
+    problem = least_squares(getkey())
+    result = fit(problem, make_optimizer(opt_cfg, steps), quiet(steps=steps, log_every=steps))
+    assert result.summary["distance_to_lstsq"] < 1e-6
+
+
+def test_schedules():
+    warm = make_schedule(1.0, ConstantSchedule(warmup_steps=10), 100)
+    assert float(warm(0)) == 0.0 and float(warm(5)) == pytest.approx(0.5) and float(warm(50)) == 1.0
+    cos = make_schedule(2.0, CosineSchedule(name="cosine", warmup_steps=10, final_lr_ratio=0.1), 110)
+    assert float(cos(10)) == pytest.approx(2.0)
+    assert float(cos(60)) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # half-way down
+    assert float(cos(110)) == pytest.approx(0.2)
+    exp = make_schedule(1.0, ExponentialSchedule(name="exponential", decay_rate=0.5, transition_steps=10), 100)
+    assert float(exp(20)) == pytest.approx(0.25)
+    floor = ExponentialSchedule(name="exponential", decay_rate=0.5, transition_steps=1, final_lr_ratio=0.1)
+    assert float(make_schedule(1.0, floor, 100)(50)) == pytest.approx(0.1)
+
+
+def test_clip_norm_bounds_the_update():
+    opt = make_optimizer(SGDConfig(name="sgd", lr=1.0, momentum=0.0, clip_norm=0.5), 10)
+    g = {"w": jnp.array([30.0, 40.0])}
+    upd, _ = opt.update(g, opt.init(g), g)
+    assert float(optax.tree.norm(upd)) == pytest.approx(0.5)
+
+
+# --- divergence ----------------------------------------------------------------------
+
+
+class Exploding(AbstractProblem):
+    """Loss is finite for w < 3 and NaN beyond; w grows by 1 per SGD step."""
+
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    def init(self, key):
+        return jnp.array(0.0), None
+
+    def loss(self, w, state, key):
+        return jnp.where(w < 2.5, -w, jnp.nan), (state, {})
+
+    def evaluate(self, w, state, key):
+        return {}
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_state(tmp_path):
+    train = quiet(steps=10, log_every=5, checkpoint_every=2, keep_checkpoints=None)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(Exploding(), optax.sgd(1.0), train, run_dir=tmp_path)
+    err = info.value
+    assert err.step == 3  # w = 3 after three steps, so the loss at step 3 is NaN
+    assert err.checkpoint == tmp_path / "checkpoints" / "step_000000002.eqx"
+    assert "step 3" in str(err) and str(err.checkpoint) in str(err)
+    w = load_checkpoint(err.checkpoint, jnp.array(0.0))
+    assert float(w) == 2.0
+    assert latest_checkpoint(tmp_path / "checkpoints")[0] == 2
+
+
+def test_cli_diverging_config_exits_nonzero_with_intact_checkpoint(tmp_path):
+    r = subprocess.run(
+        [PYTHON, "-m", "sciml.train", str(REPO / "tests/data/diverging_spiral.yaml"), f"output.dir={tmp_path}/run", "--overwrite"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "training diverged" in r.stderr and "NaN/Inf at step" in r.stderr
+    bad_step = int(r.stderr.split("at step ")[1].split(";")[0])
+    step, path = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert str(path) in r.stderr and 0 < step < bad_step
+    run = load_run(tmp_path / "run")
+    assert run.step == step
+    assert all(np.isfinite(np.asarray(x)).all() for x in array_leaves(run.model))
+    loss, _ = run.problem.loss(run.model, run.state, jax.random.PRNGKey(0))
+    assert np.isfinite(loss)
+
+
+# --- kill and resume (the real thing: SIGKILL mid-run, resume from the CLI) ----------
+
+
+def _train_cli(*args):
+    return [PYTHON, "-m", "sciml.train", str(SPIRAL), *args]
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    common = [
+        "train.steps=6000", "train.log_every=100", "train.checkpoint_every=500",
+        "train.keep_checkpoints=null", "train.progress=false",
+    ]
+    killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
+    proc = subprocess.Popen(_train_cli(*common, f"output.dir={killed_dir}"), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        found = latest_checkpoint(killed_dir / "checkpoints")
+        if found and found[0] >= 1000:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = latest_checkpoint(killed_dir / "checkpoints")[0]
+    assert 1000 <= killed_at < 6000
+    # A write cut short leaves only a temporary file, which must be ignored.
+    (killed_dir / "checkpoints" / f".step_{killed_at + 500:09d}.eqx.x.tmp").write_bytes(b"partial")
+
+    # --resume reads the config from the run directory, so a config file is an error
+    r = subprocess.run(_train_cli("--resume", str(killed_dir)), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "give only KEY=VALUE overrides" in r.stderr
+    r = subprocess.run([PYTHON, "-m", "sciml.train", "--resume", str(killed_dir)], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(_train_cli(*common, f"output.dir={full_dir}"), cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+    a = (killed_dir / "checkpoints" / "step_000006000.eqx").read_bytes()
+    b = (full_dir / "checkpoints" / "step_000006000.eqx").read_bytes()
+    assert a == b  # bitwise: parameters, optimizer state, key and step
+    steps = [json.loads(x)["step"] for x in (killed_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [s for s in steps[:-1]]  # the last record is the final evaluation
+    assert logged == list(range(100, 6001, 100))
+
+
+# --- several devices ------------------------------------------------------------------
+
+
+def test_four_devices_match_one_device(x64, getkey):
+    assert len(jax.devices()) >= 4, "conftest should provide 4 CPU devices"
+    problem = small_spiral()
+    model, state = problem.init(getkey())
+    params = eqx.filter(model, eqx.is_array)
+    key = getkey()
+    (l1, _), g1 = make_loss_and_grad(problem, model, devices=1)(params, state, key)
+    (l4, _), g4 = make_loss_and_grad(problem, model, devices=4)(params, state, key)
+    assert l1.dtype == jnp.float64
+    np.testing.assert_allclose(l4, l1, rtol=1e-10, atol=0)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g4)):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-14)
+    # the gradient really was computed on 4 devices
+    assert len(jax.tree.leaves(g4)[0].sharding.device_set) == 4
+
+
+def test_fit_on_all_devices_matches_one_device(x64):
+    problem = small_spiral()
+    one = fit(problem, optax.adam(1e-3), quiet(steps=20, log_every=10, devices=1))
+    four = fit(problem, optax.adam(1e-3), quiet(steps=20, log_every=10, devices="all"))
+    assert four.summary["devices"] == len(jax.devices())
+    for a, b in zip(array_leaves(one.model), array_leaves(four.model)):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+def test_batch_that_does_not_divide_over_devices_is_rejected():
+    problem = build_problem("neural_ode_spiral", {"n_points": 100, "batch_size": 3}, {"width": 4})
+    model, state = problem.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="does not divide over 4 devices"):
+        make_loss_and_grad(problem, model, devices=4)(eqx.filter(model, eqx.is_array), state, jax.random.PRNGKey(1))
