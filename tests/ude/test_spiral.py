@@ -1,0 +1,75 @@
+"""The neural_ode_spiral problem: data, loss, and the accuracy target of the default config."""
+
+import json
+import subprocess
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import PYTHON, REPO
+from sciml.problems import build_problem
+from sciml.ude import CubicMLPField, spiral_dynamics
+
+
+def rk4(f, y0, ts, substeps=20):
+    """Fixed-step classical RK4 in numpy: an oracle independent of diffrax."""
+    ys = [np.asarray(y0, float)]
+    y = ys[0]
+    for t0, t1 in zip(ts[:-1], ts[1:]):
+        h = (t1 - t0) / substeps
+        for _ in range(substeps):
+            k1 = f(y)
+            k2 = f(y + h / 2 * k1)
+            k3 = f(y + h / 2 * k2)
+            k4 = f(y + h * k3)
+            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        ys.append(y)
+    return np.stack(ys)
+
+
+def test_reference_trajectory_matches_rk4(x64):
+    problem = build_problem("neural_ode_spiral", {"n_points": 200, "t_end": 10.0}, {})
+    a = np.array([[-0.1, 2.0], [-2.0, -0.1]])
+    expected = rk4(lambda y: (y**3) @ a, [2.0, 0.0], np.asarray(problem.ts))
+    np.testing.assert_allclose(problem.ys, expected, atol=1e-6)
+    np.testing.assert_allclose(spiral_dynamics(0.0, jnp.array([1.0, 2.0])), np.array([1.0, 8.0]) @ a)
+
+
+def test_loss_is_zero_for_the_true_field_and_trajectory_is_tracked(x64):
+    problem = build_problem("neural_ode_spiral", {"n_points": 300, "t_end": 5.0, "rtol": 1e-8, "atol": 1e-10}, {})
+    truth = spiral_dynamics  # any callable (t, y, args) -> dy/dt is a valid model
+    loss, (_, metrics) = problem.loss(truth, None, jax.random.PRNGKey(0))
+    assert float(loss) < 1e-7 and float(metrics["mse"]) < 1e-13
+    assert problem.evaluate(truth, None, None)["mse"] < 1e-12
+
+
+def test_untrained_model_is_far_from_the_truth():
+    problem = build_problem("neural_ode_spiral", {}, {})
+    model, _ = problem.init(jax.random.PRNGKey(0))
+    assert isinstance(model, CubicMLPField)
+    assert problem.evaluate(model, None, None)["mse"] > 0.1
+
+
+def test_invalid_settings():
+    from sciml.ude import NeuralODESpiral
+
+    with pytest.raises(ValueError, match="batch_time"):
+        NeuralODESpiral(n_points=10, batch_time=10)
+    with pytest.raises(ValueError, match="loss_kind"):
+        NeuralODESpiral(loss_kind="huber")
+
+
+@pytest.mark.slow
+def test_default_config_reaches_target_mse(tmp_path):
+    """The README's first command: the default config must reach mse < 1e-2 (target: < 3 min)."""
+    r = subprocess.run(
+        [PYTHON, "-m", "sciml.train", str(REPO / "configs/neural_ode_spiral.yaml"),
+         f"output.dir={tmp_path}/run", "train.progress=false"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["mse"] < 1e-2
+    assert summary["wall_time_s"] < 180
