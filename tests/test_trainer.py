@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import PYTHON, PROBLEMS, REPO
+from helpers import PROBLEMS, PYTHON, REPO
 from sciml.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from sciml.config import (
     AdamConfig,
