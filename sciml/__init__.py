@@ -6,8 +6,8 @@ Importing `sciml` is cheap and has no side effects: the subpackages
 Core names available from the top level:
 
 - `fit`, `TrainState`, `FitResult`, `TrainingDiverged` (from `sciml.trainer`)
-- `AbstractProblem`, `register_problem`, `list_problems`, `get_problem_spec`
-  (from `sciml.problems`), `build_problem`
+- `AbstractProblem`, `register_problem`, `list_problems`, `get_problem_spec`,
+  `build_problem` (from `sciml.problems`)
 - `load_config`, `ConfigError`, `TrainConfig` (from `sciml.config`)
 """
 

@@ -271,7 +271,10 @@ def _truncate_metrics(path: Path, max_step: int) -> list[dict]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a kill
-        if rec.get("step", 0) <= max_step:
+        step = rec.get("step", 0)
+        # keep the training records up to the checkpoint, not a final evaluation
+        # logged at that step (the resumed run logs its own)
+        if step < max_step or (step == max_step and "loss" in rec):
             kept.append(rec)
     atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
     return kept
@@ -362,7 +365,13 @@ def fit(
     if train.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=train.steps, initial=min(step, train.steps), unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=train.steps,
+            initial=min(step, train.steps),
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5,
+        )
 
     run_time = 0.0
     steps_run = 0
@@ -382,8 +391,17 @@ def fit(
             dt = time.perf_counter() - t0
             if not bool(ok):
                 bad_step = int(bad)
-                if metrics_path is not None:
+                if run_dir is not None:
                     _append_jsonl(metrics_path, {"step": bad_step, "diverged": True})
+                    summary = {
+                        "status": "diverged",
+                        "diverged_at_step": bad_step,
+                        "last_good_checkpoint": str(last_ckpt) if last_ckpt else None,
+                        "wall_time_s": time.perf_counter() - t_start,
+                    }
+                    atomic_write_bytes(
+                        run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode()
+                    )
                 raise TrainingDiverged(bad_step, last_ckpt)
             run_time += dt
             steps_run += n

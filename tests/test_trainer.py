@@ -193,6 +193,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_state(tmp_path):
     w = load_checkpoint(err.checkpoint, jnp.array(0.0))
     assert float(w) == 2.0
     assert latest_checkpoint(tmp_path / "checkpoints")[0] == 2
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == 3
 
 
 def test_cli_diverging_config_exits_nonzero_with_intact_checkpoint(tmp_path):
