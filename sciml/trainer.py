@@ -2,11 +2,10 @@
 
 One optimizer step is a pure function
 `(params, opt_state, problem_state, key, step) -> same + (loss, metrics)`.
-`log_every` steps run inside one `lax.scan` per host round-trip; the scanned
-chunk is compiled exactly once per `fit` (its length is fixed and a dynamic
-step count masks the tail), so neither resuming, evaluating nor a short last
-chunk triggers recompilation. Between chunks the host logs, evaluates and
-checkpoints.
+Up to `log_every` steps run inside one compiled loop per host round-trip;
+the loop is compiled exactly once per `fit` (its trip count is a runtime
+argument), so neither resuming, evaluating nor a short last chunk triggers
+recompilation. Between chunks the host logs, evaluates and checkpoints.
 
 The step's PRNG key is `fold_in(run_key, step)`, so results do not depend on
 how the run was chunked or interrupted: a resumed run reproduces an
@@ -150,9 +149,7 @@ def _make_step(problem_static, model_static, optimizer):
         params = optax.apply_updates(ts.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         new = TrainState(params, opt_state, new_pstate, ts.key, ts.step + 1)
-        # A non-finite step is not applied: the state stays the last good one.
-        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, ts)
-        return kept, loss, metrics, finite
+        return new, loss, metrics, finite
 
     return step
 
@@ -188,35 +185,36 @@ def make_loss_and_grad(problem, model, *, devices: int | str = 1):
 
 
 def _chunk_fn(step, length: int, counter: list[int], mesh):
-    """`length` scanned steps, of which the first `n` run (the rest are masked)."""
+    """Up to `length` steps in one compiled loop; the first `n` run.
+
+    A `lax.while_loop` with a dynamic trip count: the same program serves full
+    chunks, short chunks and resumed runs, and it stops at the first
+    non-finite loss or gradient without masking or selecting anything per
+    step (a masked `scan` measured ~4% slower on the spiral problem).
+    """
 
     def chunk(problem_arrays, ts: TrainState, n):
         counter[0] += 1  # runs at trace time only
         with batch_sharding(mesh):
-            out_shape = jax.eval_shape(step, problem_arrays, ts)
-            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape[1:3])
+            shapes = jax.eval_shape(step, problem_arrays, ts)
+            buffers = jax.tree.map(lambda s: jnp.zeros((length, *s.shape), s.dtype), shapes[1:3])
 
-            def body(carry, i):
-                ts, ok, bad = carry
-                active = ok & (i < n)
+            def cond(carry):
+                i, ok = carry[0], carry[1]
+                return ok & (i < n)
 
-                def run(ts):
-                    new, loss, metrics, finite = step(problem_arrays, ts)
-                    return new, loss, metrics, finite
+            def body(carry):
+                i, _, ts, (losses, metrics) = carry
+                ts, loss, step_metrics, finite = step(problem_arrays, ts)
+                losses = losses.at[i].set(loss)
+                metrics = jax.tree.map(lambda b, v: b.at[i].set(v), metrics, step_metrics)
+                return i + 1, finite, ts, (losses, metrics)
 
-                def skip(ts):
-                    return ts, zeros[0], zeros[1], jnp.array(True)
-
-                new, loss, metrics, finite = jax.lax.cond(active, run, skip, ts)
-                failed = active & ~finite
-                bad = jnp.where(failed & ok, ts.step, bad)
-                return (new, ok & ~failed, bad), (loss, metrics, active)
-
-            init = (ts, jnp.array(True), jnp.array(-1, jnp.int32))
-            (ts, ok, bad), (losses, metrics, active) = jax.lax.scan(
-                body, init, jnp.arange(length)
-            )
-        return ts, ok, bad, losses, metrics
+            init = (jnp.array(0, jnp.int32), jnp.array(True), ts, buffers)
+            i, ok, ts, (losses, metrics) = jax.lax.while_loop(cond, body, init)
+        # On failure `ts` holds the non-finite state of step ts.step - 1; the
+        # caller discards it (the last checkpoint is the good state).
+        return ts, ok, ts.step - 1, losses, metrics
 
     return chunk
 
