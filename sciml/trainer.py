@@ -124,17 +124,18 @@ def init_train_state(problem, optimizer, seed: int):
     return ts, model_static
 
 
+def _loss_of_params(problem, model_static, problem_state, key):
+    """`params -> problem.loss(model, problem_state, key)` for the array leaves of the model."""
+    return lambda params: problem.loss(eqx.combine(params, model_static), problem_state, key)
+
+
 def _make_step(problem_static, model_static, optimizer):
     """One optimizer step on dynamic `(problem_arrays, TrainState)`."""
 
     def step(problem_arrays, ts: TrainState):
         problem = eqx.combine(problem_arrays, problem_static)
         key = jax.random.fold_in(ts.key, ts.step)
-
-        def loss_fn(params):
-            model = eqx.combine(params, model_static)
-            return problem.loss(model, ts.problem_state, key)
-
+        loss_fn = _loss_of_params(problem, model_static, ts.problem_state, key)
         (loss, (new_pstate, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             ts.params
         )
@@ -168,10 +169,7 @@ def make_loss_and_grad(problem, model, *, devices: int | str = 1):
 
     def loss_and_grad(problem_arrays, params, state, key):
         problem = eqx.combine(problem_arrays, problem_static)
-
-        def loss_fn(p):
-            return problem.loss(eqx.combine(p, model_static), state, key)
-
+        loss_fn = _loss_of_params(problem, model_static, state, key)
         with batch_sharding(mesh):
             return jax.value_and_grad(loss_fn, has_aux=True)(params)
 

@@ -168,6 +168,8 @@ class NeuralODESpiral(AbstractProblem):
 
     def trajectory(self, model) -> Float[Array, "n 2"]:
         """The model's trajectory from y0 over the whole time grid."""
+        # One solve over all of [0, t_end] takes many more steps than a
+        # training window, so it gets a larger budget than `max_steps`.
         return _trajectory(model, self.ys[0], self.ts, self.rtol, self.atol, self.max_steps * 16)
 
     def evaluate(self, model, state, key):
