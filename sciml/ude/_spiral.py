@@ -22,6 +22,7 @@ from jaxtyping import Array, Float
 from sciml.nn import MLP, activation_by_name
 from sciml.parallel import shard_batch
 from sciml.problems import AbstractProblem
+from sciml.ude._solve import solve
 
 __all__ = ["CubicMLPField", "NeuralODESpiral", "spiral_dynamics"]
 
@@ -44,22 +45,17 @@ class CubicMLPField(eqx.Module):
 
 def _solve(field, y0, ts, rtol, atol, max_steps):
     """Solve from `y0` at `ts[0]`, saving at `ts`; failures give non-finite values."""
-    sol = dfx.diffeqsolve(
-        dfx.ODETerm(field),
-        dfx.Tsit5(),
-        ts[0],
-        ts[-1],
-        None,
+    # Inside training a failed solve must not abort the host: diffrax then
+    # returns inf, the loss is non-finite, and the trainer stops with the
+    # step and the last good checkpoint.
+    return solve(
+        field,
         y0,
-        saveat=dfx.SaveAt(ts=ts),
+        ts,
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
-        # Inside training a failed solve must not abort the host: diffrax then
-        # returns inf, the loss is non-finite, and the trainer stops with the
-        # step and the last good checkpoint.
         throw=False,
-    )
-    return sol.ys
+    ).ys
 
 
 class NeuralODESpiral(AbstractProblem):

@@ -1,0 +1,174 @@
+"""A thin `solve` over `diffrax.diffeqsolve` with shape checks and failure reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax as dfx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["solve", "check_solution", "SolveFailed"]
+
+
+class SolveFailed(RuntimeError):
+    """A differential-equation solve did not reach its final time.
+
+    Attributes:
+        index: batch index of the failed solve (`None` for an unbatched solve).
+        t_reached: the last time the solution reached.
+        result: diffrax's result message.
+    """
+
+    def __init__(self, message: str, *, index=None, t_reached=None, result: str = ""):
+        super().__init__(message)
+        self.index = index
+        self.t_reached = t_reached
+        self.result = result
+
+
+def _check_vector_field(vf, t0, y0, args) -> None:
+    """Trace the vector field once on `y0` and compare shapes (no compute)."""
+    try:
+        out = jax.eval_shape(vf, t0, y0, args)
+    except (ValueError, TypeError) as e:
+        shapes = jax.tree.map(lambda a: jnp.shape(a), y0)
+        raise ValueError(
+            f"solve: the vector field cannot be evaluated on y0 of shape {shapes}: {e}"
+        ) from e
+    want = jax.tree.structure(y0), [jnp.shape(a) for a in jax.tree.leaves(y0)]
+    got = jax.tree.structure(out), [jnp.shape(a) for a in jax.tree.leaves(out)]
+    if want != got:
+        raise ValueError(
+            f"solve: the vector field returns shapes {got[1]} for y0 of shapes {want[1]}; "
+            "dy/dt must have the shape of y"
+        )
+
+
+def solve(
+    vector_field: Callable[[Any, Any, Any], Any],
+    y0,
+    ts=None,
+    *,
+    t0=None,
+    t1=None,
+    args=None,
+    solver: dfx.AbstractSolver | None = None,
+    stepsize_controller: dfx.AbstractStepSizeController | None = None,
+    dt0=None,
+    adjoint: dfx.AbstractAdjoint | None = None,
+    saveat: dfx.SaveAt | None = None,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+) -> dfx.Solution:
+    """Solve dy/dt = vector_field(t, y, args) from `y0`, saving at times `ts`.
+
+    A thin layer over `diffrax.diffeqsolve`: every solver, controller and
+    adjoint of diffrax passes straight through. What it adds: `ts` sets
+    `t0 = ts[0]`, `t1 = ts[-1]` and `SaveAt(ts=ts)`; the vector field is
+    checked against `y0`'s shape before anything is compiled; and defaults
+    chosen for neural differential equations.
+
+    Args:
+        vector_field: `f(t, y, args) -> dy/dt` on one state (vmap for batches).
+        y0: initial state (array or pytree of arrays) at `t0`.
+        ts: 1-D increasing save times; or give `t0`, `t1` (and `saveat`).
+        args: passed to `vector_field`.
+        solver: a diffrax solver (default `Tsit5()`; `Kvaerno5()` for stiff
+            problems).
+        stepsize_controller: default `PIDController(rtol=1e-3, atol=1e-6)`;
+            `ConstantStepSize()` needs `dt0`.
+        dt0: initial (or fixed) step; `None` lets the controller choose.
+        adjoint: how to differentiate: `RecursiveCheckpointAdjoint()`
+            (default, exact discrete gradients), `BacksolveAdjoint()`
+            (continuous adjoint, O(1) memory), `ForwardMode()` (for
+            `jax.jacfwd`, e.g. Gauss-Newton), `DirectAdjoint()`.
+        saveat: overrides the save times implied by `ts`.
+        max_steps: step budget (`None` for unbounded, forward-only).
+        throw: raise on a failed solve; with `False`, unreached outputs are
+            `inf` and `check_solution` reports the failure afterwards.
+
+    Returns:
+        The `diffrax.Solution` (`.ts`, `.ys`, `.stats`, `.result`).
+
+    Example:
+        >>> sol = solve(lambda t, y, a: -y, jnp.ones(2), jnp.linspace(0, 1, 11))
+        >>> sol.ys.shape
+        (11, 2)
+    """
+    if ts is not None:
+        ts = jnp.asarray(ts)
+        if ts.ndim != 1 or ts.shape[0] < 2:
+            raise ValueError(f"solve: ts must be 1-D with at least 2 times, got shape {ts.shape}")
+        t0 = ts[0] if t0 is None else t0
+        t1 = ts[-1] if t1 is None else t1
+        saveat = dfx.SaveAt(ts=ts) if saveat is None else saveat
+    if t0 is None or t1 is None:
+        raise ValueError("solve: give save times ts, or both t0 and t1")
+    for leaf in jax.tree.leaves(y0):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            raise TypeError(
+                f"solve: y0 must be floating point, got dtype {jnp.result_type(leaf)}; "
+                "use e.g. jnp.asarray(y0, float)"
+            )
+    solver = dfx.Tsit5() if solver is None else solver
+    if stepsize_controller is None:
+        stepsize_controller = dfx.PIDController(rtol=1e-3, atol=1e-6)
+    if isinstance(stepsize_controller, dfx.ConstantStepSize) and dt0 is None:
+        raise ValueError("solve: ConstantStepSize needs a step dt0")
+    _check_vector_field(vector_field, t0, y0, args)
+    return dfx.diffeqsolve(
+        dfx.ODETerm(vector_field),
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        args=args,
+        saveat=dfx.SaveAt(t1=True) if saveat is None else saveat,
+        stepsize_controller=stepsize_controller,
+        adjoint=dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        max_steps=max_steps,
+        throw=throw,
+    )
+
+
+def check_solution(sol: dfx.Solution, *, what: str = "solve") -> None:
+    """Raise `SolveFailed` if `sol` (possibly vmapped) holds a failed solve.
+
+    The message names the batch index, the time reached and what to change.
+    Call it outside jit on a solution computed with `throw=False`.
+    """
+    result = np.asarray(sol.result._value)
+    ok = result == np.asarray(dfx.RESULTS.successful._value)
+    if ok.all():
+        return
+    index = None
+    if result.ndim:
+        index = tuple(int(i) for i in np.argwhere(~ok)[0])
+        index = index[0] if len(index) == 1 else index
+    ts = np.asarray(sol.ts)
+    ys = jax.tree.leaves(sol.ys)[0]
+    reached = None
+    if ts.ndim and ys is not None:
+        finite = np.isfinite(np.asarray(ys)).reshape(*np.asarray(ys).shape[: ts.ndim], -1).all(-1)
+        t_sel = ts[index] if index is not None else ts
+        f_sel = finite[index] if index is not None else finite
+        good = np.nonzero(f_sel)[0]
+        reached = float(t_sel[good[-1]]) if good.size else float(t_sel[0])
+    code = int(result[index]) if index is not None else int(result)
+    table = getattr(dfx.RESULTS, "_index_to_message", None)  # equinox enum internals
+    message = table[code] if table is not None else f"diffrax result code {code}"
+    where = f" for batch element {index}" if index is not None else ""
+    at = f"; last saved time reached: {reached:g}" if reached is not None else ""
+    n_failed = int((~ok).sum())
+    raise SolveFailed(
+        f"{what} failed{where} ({n_failed} of {ok.size} failed): {message.rstrip('.')}{at}. "
+        "Try a larger max_steps, a stiff solver (diffrax.Kvaerno5) if the system is stiff, "
+        "looser tolerances, or check for a blow-up of the vector field.",
+        index=index,
+        t_reached=reached,
+        result=str(message),
+    )

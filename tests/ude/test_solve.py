@@ -1,0 +1,155 @@
+"""`sciml.ude.solve`: accuracy, convergence order, adjoint gradients, errors; UDE/NeuralODE fields."""
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sciml.nn import MLP
+from sciml.ude import UDE, NeuralODE, SolveFailed, check_solution, solve
+
+
+def decay(t, y, args):
+    return -args * y
+
+
+def oscillator(t, y, args):
+    return jnp.array([y[1], -(args**2) * y[0]])
+
+
+def test_exponential_decay_adaptive(x64):
+    ts = jnp.linspace(0.0, 2.0, 21)
+    sol = solve(decay, jnp.array([1.0, 3.0]), ts, args=1.5,
+                stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-12))
+    np.testing.assert_allclose(sol.ys, np.exp(-1.5 * np.asarray(ts))[:, None] * [1.0, 3.0], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "solver, order", [(dfx.Euler(), 1), (dfx.Heun(), 2), (dfx.Bosh3(), 3), (dfx.Tsit5(), 5)]
+)
+def test_observed_order_on_harmonic_oscillator(solver, order, x64):
+    w, t1 = 2.0, 3.0
+    exact = np.array([np.cos(w * t1), -w * np.sin(w * t1)])
+    errs = []
+    steps = [40, 80, 160]
+    for n in steps:
+        sol = solve(oscillator, jnp.array([1.0, 0.0]), t0=0.0, t1=t1, args=w, solver=solver,
+                    stepsize_controller=dfx.ConstantStepSize(), dt0=t1 / n)
+        errs.append(np.linalg.norm(np.asarray(sol.ys[-1]) - exact))
+    observed = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+    # Tsit5 approaches its order from above (5.47 then 5.27): judge the finest pair
+    assert abs(observed[-1] - order) < 0.3, observed
+
+
+def loss_of(adjoint, max_steps=4096):
+    ts = jnp.linspace(0.0, 1.0, 6)
+
+    def field(t, y, theta):
+        return jnp.array([theta[0] * y[1], -theta[1] * y[0] - theta[2] * y[1]])
+
+    def f(theta):
+        # parameters go in through args: BacksolveAdjoint cannot see closed-over values
+        sol = solve(field, jnp.array([1.0, 0.5]), ts, args=theta, adjoint=adjoint, max_steps=max_steps,
+                    stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10))
+        return jnp.sum(sol.ys**2)
+
+    return f
+
+
+def central_fd(f, x, eps=1e-6):
+    return np.array([(f(x + eps * e) - f(x - eps * e)) / (2 * eps) for e in np.eye(x.size)])
+
+
+@pytest.mark.parametrize(
+    "adjoint, rtol",
+    [
+        (dfx.RecursiveCheckpointAdjoint(), 1e-7),
+        (dfx.DirectAdjoint(), 1e-7),
+        (dfx.BacksolveAdjoint(stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10)), 1e-6),
+    ],
+    ids=["recursive_checkpoint", "direct", "backsolve"],
+)
+def test_reverse_adjoints_match_finite_differences(adjoint, rtol, x64):
+    theta = jnp.array([1.0, 2.0, 0.3])
+    f = loss_of(adjoint)
+    np.testing.assert_allclose(jax.grad(f)(theta), central_fd(jax.jit(f), theta), rtol=rtol)
+
+
+def test_forward_mode_matches_finite_differences(x64):
+    theta = jnp.array([1.0, 2.0, 0.3])
+    f = loss_of(dfx.ForwardMode())
+    np.testing.assert_allclose(jax.jacfwd(f)(theta), central_fd(jax.jit(f), theta), rtol=1e-7)
+
+
+def test_stiff_solver_robertson_short_time(x64):
+    def rober(t, y, k):
+        k1, k2, k3 = k
+        return jnp.array([
+            -k1 * y[0] + k3 * y[1] * y[2],
+            k1 * y[0] - k2 * y[1] ** 2 - k3 * y[1] * y[2],
+            k2 * y[1] ** 2,
+        ])
+
+    sol = solve(rober, jnp.array([1.0, 0.0, 0.0]), jnp.array([0.0, 40.0]), args=(0.04, 3e7, 1e4),
+                solver=dfx.Kvaerno5(), stepsize_controller=dfx.PIDController(rtol=1e-8, atol=1e-10))
+    # published reference at t = 40 (Hairer & Wanner, stiff test set)
+    np.testing.assert_allclose(sol.ys[-1, 0], 0.7158270687193, rtol=1e-6)
+    np.testing.assert_allclose(jnp.sum(sol.ys[-1]), 1.0, rtol=1e-10)  # mass is conserved
+
+
+def test_shape_and_dtype_errors():
+    with pytest.raises(ValueError, match=r"returns shapes \[\(1,\)\] for y0 of shapes \[\(2,\)\]"):
+        solve(lambda t, y, a: y[:1], jnp.ones(2), jnp.linspace(0, 1, 3))
+    mlp = MLP(2, 2, width=4, depth=1, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"cannot be evaluated on y0 of shape \(3,\).*expected input shape \(2,\)"):
+        solve(NeuralODE(mlp), jnp.ones(3), jnp.linspace(0, 1, 3))
+    with pytest.raises(TypeError, match="y0 must be floating point"):
+        solve(decay, jnp.array([1, 2]), jnp.linspace(0, 1, 3), args=1.0)
+    with pytest.raises(ValueError, match="ts must be 1-D"):
+        solve(decay, jnp.ones(2), jnp.ones((2, 2)), args=1.0)
+    with pytest.raises(ValueError, match="ConstantStepSize needs a step dt0"):
+        solve(decay, jnp.ones(2), jnp.linspace(0, 1, 3), args=1.0, stepsize_controller=dfx.ConstantStepSize())
+
+
+def test_failed_solve_is_reported_with_index_and_time():
+    ts = jnp.linspace(0.0, 2.0, 11)
+    y0s = jnp.array([[0.1], [1.0], [2.0]])  # y' = y^2 blows up at t = 1/y0
+    sol = jax.vmap(lambda y0: solve(lambda t, y, a: y**2, y0, ts, max_steps=200, throw=False))(y0s)
+    with pytest.raises(SolveFailed, match=r"failed for batch element 1 \(2 of 3 failed\).*max_steps") as info:
+        check_solution(sol)
+    assert info.value.index == 1 and 0.6 <= info.value.t_reached <= 1.0  # blow-up at t = 1
+    ok = jax.vmap(lambda y0: solve(lambda t, y, a: -y, y0, ts, throw=False))(y0s)
+    check_solution(ok)  # no error
+
+
+def test_ude_known_plus_network_and_positive_params(x64):
+    mlp = MLP(1, 1, width=4, depth=1, key=jax.random.PRNGKey(0))
+    zero_net = jax.tree.map(lambda a: jnp.zeros_like(a) if isinstance(a, jax.Array) else a, mlp)
+    ude = UDE(lambda t, y, k: -k * y, zero_net, jnp.array(0.7), positive=True)
+    np.testing.assert_allclose(ude.physical_params(), 0.7, rtol=1e-12)
+    sol = solve(ude, jnp.array([2.0]), jnp.linspace(0, 1, 5),
+                stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-12))
+    np.testing.assert_allclose(sol.ys[:, 0], 2.0 * np.exp(-0.7 * np.linspace(0, 1, 5)), rtol=1e-8)
+    # the network adds to the known part
+    ude2 = UDE(lambda t, y, k: -k * y, mlp, jnp.array(0.7))
+    y = jnp.array([0.3])
+    np.testing.assert_allclose(ude2(0.0, y), -0.7 * y + mlp(y), rtol=1e-12)
+    # a user combination
+    ude3 = UDE(lambda t, y, k: -k * y, mlp, jnp.array(0.7), combine=lambda k, n, y: k * n)
+    np.testing.assert_allclose(ude3(0.0, y), (-0.7 * y) * mlp(y), rtol=1e-12)
+    # gradient reaches the physical parameter, and freezing stops it
+    g = eqx.filter_grad(lambda m: jnp.sum(m(0.0, y)))(ude2)
+    assert float(g.raw_params) != 0.0
+    frozen = UDE(lambda t, y, k: -k * y, mlp, jnp.array(0.7), learn_params=False)
+    assert float(eqx.filter_grad(lambda m: jnp.sum(m(0.0, y)))(frozen).raw_params) == 0.0
+    with pytest.raises(ValueError, match="positive=True needs positive"):
+        UDE(lambda t, y, k: -k * y, mlp, jnp.array(-1.0), positive=True)
+
+
+def test_neural_ode_time_dependent(getkey):
+    net = MLP(3, 2, width=4, depth=1, key=getkey())
+    field = NeuralODE(net, time_dependent=True)
+    y = jnp.array([0.1, 0.2])
+    np.testing.assert_allclose(field(0.5, y), net(jnp.array([0.5, 0.1, 0.2])), rtol=1e-6)
