@@ -9,9 +9,10 @@ from pydantic import Field, model_validator
 from sciml.config import Section
 from sciml.nn import ACTIVATIONS
 from sciml.problems import register_problem
+from sciml.ude._ou import NeuralSDEOU
 from sciml.ude._spiral import NeuralODESpiral
 
-__all__ = ["SpiralParams", "MLPModel"]
+__all__ = ["SpiralParams", "MLPModel", "OUParams"]
 
 
 class SpiralParams(Section):
@@ -65,4 +66,43 @@ register_problem(
     params=SpiralParams,
     model=MLPModel,
     build=_build_spiral,
+)
+
+
+class OUParams(Section):
+    """`problem` section of `neural_sde_ou` (see `NeuralSDEOU`)."""
+
+    kappa: Annotated[float, Field(gt=0)] = 2.0
+    mean: float = 0.5
+    vol: Annotated[float, Field(gt=0)] = 0.3
+    x0: float = 1.5
+    n_paths: Annotated[int, Field(gt=0)] = 256
+    n_steps: Annotated[int, Field(gt=0)] = 500
+    dt: Annotated[float, Field(gt=0)] = 0.01
+    batch_paths: Annotated[int, Field(gt=0)] = 64
+    data_seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        if self.batch_paths > self.n_paths:
+            raise ValueError(
+                f"batch_paths ({self.batch_paths}) must not exceed n_paths ({self.n_paths})"
+            )
+        return self
+
+
+class SDEModel(Section):
+    """`model` section of `neural_sde_ou`: drift and diffusion MLPs (1 -> width^depth -> 1)."""
+
+    width: Annotated[int, Field(gt=0)] = 32
+    depth: Annotated[int, Field(ge=0)] = 1
+    activation: Literal[tuple(ACTIVATIONS)] = "tanh"
+
+
+register_problem(
+    "neural_sde_ou",
+    description="neural SDE drift and diffusion learned from Ornstein-Uhlenbeck paths; reports rate and volatility errors",
+    params=OUParams,
+    model=SDEModel,
+    build=lambda p, m: NeuralSDEOU(**p.model_dump(), **m.model_dump()),
 )
