@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from sciml.nn import MLP
-from sciml.ude import NeuralSDE, NeuralSDEOU, euler_maruyama_nll, ou_exact_paths, ou_mle, simulate_sde
+from sciml.ude import (
+    NeuralSDE,
+    NeuralSDEOU,
+    euler_maruyama_nll,
+    ou_exact_paths,
+    ou_mle,
+    simulate_sde,
+)
 
 
 class Linear:
