@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
     "ConfigError",
@@ -36,7 +36,9 @@ __all__ = [
     "AdamWConfig",
     "SGDConfig",
     "LBFGSConfig",
+    "SequenceConfig",
     "TrainConfig",
+    "EmptyModel",
     "OutputConfig",
     "Config",
     "load_yaml",
@@ -158,8 +160,37 @@ class LBFGSConfig(Section):
     clip_norm: PositiveFloat | None = None
 
 
-OptimizerConfig = Annotated[
+SingleOptimizerConfig = Annotated[
     Union[AdamConfig, AdamWConfig, SGDConfig, LBFGSConfig], Field(discriminator="name")
+]
+
+
+class SequenceConfig(Section):
+    """Optimizer phases run one after another (e.g. Adam, then L-BFGS).
+
+    `phases[i + 1]` starts at step `boundaries[i]`. A phase's schedule spans
+    its own steps (a cosine schedule in the first phase decays to its end).
+    """
+
+    name: Literal["sequence"]
+    phases: Annotated[list[SingleOptimizerConfig], Field(min_length=2)]
+    boundaries: list[PositiveInt]
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.boundaries) != len(self.phases) - 1:
+            raise ValueError(
+                f"boundaries needs {len(self.phases) - 1} step(s) for {len(self.phases)} phases, "
+                f"got {self.boundaries}"
+            )
+        if any(b <= a for a, b in zip(self.boundaries, self.boundaries[1:])):
+            raise ValueError(f"boundaries must increase, got {self.boundaries}")
+        return self
+
+
+OptimizerConfig = Annotated[
+    Union[AdamConfig, AdamWConfig, SGDConfig, LBFGSConfig, SequenceConfig],
+    Field(discriminator="name"),
 ]
 
 # ----------------------------------------------------------------------------
@@ -192,6 +223,10 @@ class TrainConfig(Section):
     devices: PositiveInt | Literal["all"] = 1
     dtype: Literal["float32", "float64"] = "float32"
     progress: bool = True
+
+
+class EmptyModel(Section):
+    """`model` section of a problem whose model has no settings (write `model: {}`)."""
 
 
 class OutputConfig(Section):
@@ -308,54 +343,73 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def _unwrap(annotation) -> list[type[BaseModel]]:
-    """The BaseModel classes an annotation may hold (through Optional/Union/Annotated)."""
+    """The BaseModel classes an annotation may hold (through Optional/Union/Annotated/list)."""
     origin = typing.get_origin(annotation)
     if origin is Annotated:
         return _unwrap(typing.get_args(annotation)[0])
-    if origin in (Union, types.UnionType):
+    if origin in (Union, types.UnionType, list):
         return [c for a in typing.get_args(annotation) for c in _unwrap(a)]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return []
 
 
+def _pick(candidates: list[type[BaseModel]], node: Any) -> type[BaseModel] | None:
+    """The candidate model class for `node` (by its `name` tag when there are several)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates and isinstance(node, dict):
+        tag = node.get("name")
+        for c in candidates:
+            if "name" in c.model_fields and typing.get_args(c.model_fields["name"].annotation) == (tag,):
+                return c
+    return None
+
+
 def _walk(cls: type[BaseModel], data: Any, loc: tuple) -> tuple[list[str], type | None]:
     """Turn a pydantic error location into the keys the user wrote.
 
     Drops what pydantic inserts that is not a key in the data: discriminator
-    tags of tagged unions and the branch names of plain unions. Also returns
-    the model class that owns the last key (to list the allowed keys).
+    tags of tagged unions and the branch names of plain unions. List indices
+    become `[i]`. Also returns the model class that owns the last key (to
+    list the allowed keys).
     """
     names: list[str] = []
     owner: type | None = cls
+    candidates: list[type[BaseModel]] = []
     node = data
     for part in loc:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            names.append(f"[{part}]")
+            node = node[part]
+            owner = _pick(candidates, node)
+            continue
         if not isinstance(node, dict) or (part not in node and owner is None):
             continue  # a union branch name or tag, not a user key
         if part not in node:
-            # A key pydantic reports that the user did not write: a missing
-            # required key, or a tag of a tagged union.
+            # A key the user did not write: a missing required key, or the
+            # tag of a tagged union.
             if node.get("name") == part:
                 continue
             names.append(str(part))
-            owner = None
-            node = None
+            owner, node = None, None
             continue
         names.append(str(part))
         candidates = []
         if owner is not None and part in owner.model_fields:
             candidates = _unwrap(owner.model_fields[part].annotation)
         node = node[part]
-        owner = None
-        if len(candidates) == 1:
-            owner = candidates[0]
-        elif candidates and isinstance(node, dict):
-            tag = node.get("name")
-            matches = [
-                c for c in candidates if typing.get_args(c.model_fields["name"].annotation) == (tag,)
-            ]
-            owner = matches[0] if matches else None
+        owner = _pick(candidates, node)
     return names, owner
+
+
+def _is_int_field(field) -> bool:
+    """Whether a pydantic field holds an integer (through Annotated/Optional)."""
+    if field is None:
+        return False
+    args = typing.get_args(field.annotation) or (field.annotation,)
+    flat = [typing.get_args(a)[0] if typing.get_origin(a) is Annotated else a for a in args]
+    return int in flat and float not in flat
 
 
 def _describe(value: Any) -> str:
@@ -370,7 +424,8 @@ def _format_errors(err: ValidationError, cls, data, prefix: str) -> list[str]:
     for e in err.errors():
         names, _ = _walk(cls, data, e["loc"])
         _, owner = _walk(cls, data, e["loc"][:-1])
-        path = ".".join([p for p in [prefix, *names] if p])
+        field = owner.model_fields.get(names[-1]) if owner is not None and names else None
+        path = ".".join([p for p in [prefix, *names] if p]).replace(".[", "[")
         kind = e["type"]
         if kind == "extra_forbidden":
             allowed = sorted(owner.model_fields) if owner is not None else []
@@ -388,7 +443,7 @@ def _format_errors(err: ValidationError, cls, data, prefix: str) -> list[str]:
         elif kind == "union_tag_not_found":
             whole[f"{path}.name"] = "required key is missing (it selects the kind)"
         else:
-            if kind == "greater_than" and e["ctx"].get("gt") == 0 and type(e["input"]) is int:
+            if kind == "greater_than" and e["ctx"].get("gt") == 0 and _is_int_field(field):
                 text = "must be a positive integer"
             else:
                 text = e["msg"].replace("Input should be", "must be")

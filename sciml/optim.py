@@ -8,6 +8,10 @@ search needs and the others ignore).
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
 
 from sciml.config import (
@@ -17,10 +21,67 @@ from sciml.config import (
     CosineSchedule,
     ExponentialSchedule,
     LBFGSConfig,
+    SequenceConfig,
     SGDConfig,
 )
 
-__all__ = ["make_schedule", "make_optimizer"]
+__all__ = ["make_schedule", "make_optimizer", "sequence", "SequenceState"]
+
+
+class SequenceState(NamedTuple):
+    """State of `sequence`: the step count and every phase's own state."""
+
+    count: jax.Array
+    inner: tuple[Any, ...]
+
+
+def sequence(
+    transforms: list[optax.GradientTransformation], boundaries: list[int]
+) -> optax.GradientTransformationExtraArgs:
+    """Run `transforms[0]` for `boundaries[0]` steps, then `transforms[1]`, and so on.
+
+    The published recipe for universal differential equations is Adam to get
+    near a minimum, then L-BFGS to finish (Rackauckas et al. 2020); this
+    chains such phases inside one compiled training loop. Each phase keeps
+    its own state and step count (its schedule starts when the phase does);
+    only the active phase runs (`lax.switch`). Extra keyword arguments
+    (`value`, `grad`, `value_fn`) reach every phase that accepts them.
+
+    Args:
+        transforms: one optax transformation per phase.
+        boundaries: increasing step counts at which the next phase starts
+            (`len(transforms) - 1` of them).
+    """
+    if len(boundaries) != len(transforms) - 1:
+        raise ValueError(
+            f"sequence: need {len(transforms) - 1} boundaries for {len(transforms)} phases, "
+            f"got {len(boundaries)}"
+        )
+    if any(b <= a for a, b in zip([0, *boundaries], boundaries)):
+        raise ValueError(f"sequence: boundaries must be positive and increasing, got {boundaries}")
+    transforms = [optax.with_extra_args_support(t) for t in transforms]
+    bounds = jnp.asarray(boundaries, dtype=jnp.int32)
+
+    def init(params):
+        return SequenceState(jnp.zeros((), jnp.int32), tuple(t.init(params) for t in transforms))
+
+    def update(updates, state, params=None, **extra):
+        phase = jnp.searchsorted(bounds, state.count, side="right")
+
+        def branch(i):
+            def run(operands):
+                updates, inner = operands
+                new, inner_i = transforms[i].update(updates, inner[i], params, **extra)
+                return new, inner[:i] + (inner_i,) + inner[i + 1 :]
+
+            return run
+
+        new_updates, inner = jax.lax.switch(
+            phase, [branch(i) for i in range(len(transforms))], (updates, state.inner)
+        )
+        return new_updates, SequenceState(state.count + 1, inner)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def make_schedule(
@@ -56,9 +117,15 @@ def make_optimizer(cfg, total_steps: int) -> optax.GradientTransformationExtraAr
     """Build the optax optimizer described by an optimizer config section.
 
     Args:
-        cfg: `AdamConfig`, `AdamWConfig`, `SGDConfig` or `LBFGSConfig`.
-        total_steps: the run's step count (for schedules that decay over it).
+        cfg: `AdamConfig`, `AdamWConfig`, `SGDConfig`, `LBFGSConfig` or
+            `SequenceConfig`.
+        total_steps: the run's step count (for schedules that decay over it;
+            in a sequence, each phase's own length).
     """
+    if isinstance(cfg, SequenceConfig):
+        edges = [0, *cfg.boundaries, max(total_steps, cfg.boundaries[-1] + 1)]
+        phases = [make_optimizer(c, b - a) for c, a, b in zip(cfg.phases, edges[:-1], edges[1:])]
+        return sequence(phases, list(cfg.boundaries))
     if isinstance(cfg, LBFGSConfig):
         core = optax.lbfgs(
             memory_size=cfg.memory_size,

@@ -17,6 +17,8 @@ PROBLEMS: dict[str, tuple[dict, dict]] = {
         {"n_points": 200, "t_end": 5.0, "batch_size": 4, "batch_time": 5},
         {"width": 8},
     ),
+    "robertson_fit": ({"n_obs": 10}, {}),
+    "lorenz_sindy": ({"dt": 0.005, "t_end": 2.0}, {}),
     "neural_sde_ou": (
         {"n_paths": 8, "n_steps": 20, "batch_paths": 4},
         {"width": 8},

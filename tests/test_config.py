@@ -138,6 +138,7 @@ def test_every_optimizer_and_schedule_validates():
         {"name": "adamw", "weight_decay": 0.01, "schedule": {"name": "cosine"}},
         {"name": "sgd", "momentum": 0.5, "nesterov": True, "clip_norm": 1.0},
         {"name": "lbfgs", "memory_size": 5},
+        {"name": "sequence", "phases": [{"name": "adam"}, {"name": "lbfgs"}], "boundaries": [10]},
     ):
         data = {**base(), "optimizer": opt}
         assert validate_config(data).optimizer.name == opt["name"]
@@ -218,3 +219,16 @@ def test_cli_resume_rejects_changing_the_maths(tmp_path):
 def test_cli_too_many_devices():
     r = cli(SPIRAL, "train.devices=64", "output.dir=/nonexistent/never")
     assert r.returncode == 2 and "train.devices: 64 requested" in r.stderr
+
+
+def test_sequence_errors_name_the_phase():
+    data = apply_overrides(
+        base(),
+        ["optimizer={name: sequence, phases: [{name: adam, lr: -1}, {name: lbfgs, momentum: 3}], boundaries: [10]}"],
+    )
+    msgs = errors_of(data)
+    assert "config error: optimizer.phases[0].lr: must be greater than 0, got -1" in msgs
+    assert any(m.startswith("config error: optimizer.phases[1].momentum: unknown key") for m in msgs)
+    data = apply_overrides(base(), ["optimizer={name: sequence, phases: [{name: adam}, {name: sgd}], boundaries: [10, 20]}"])
+    (msg,) = errors_of(data)
+    assert "boundaries needs 1 step(s) for 2 phases" in msg

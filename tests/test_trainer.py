@@ -295,3 +295,35 @@ def test_batch_that_does_not_divide_over_devices_is_rejected():
     model, state = problem.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="does not divide over 4 devices"):
         make_loss_and_grad(problem, model, devices=4)(eqx.filter(model, eqx.is_array), state, jax.random.PRNGKey(1))
+
+
+def test_sequence_switches_phase_at_the_boundary():
+    from sciml.optim import sequence
+
+    opt = sequence([optax.sgd(1.0), optax.sgd(10.0)], [3])
+    params = jnp.zeros(())
+    state = opt.init(params)
+    steps = []
+    for _ in range(5):
+        upd, state = opt.update(jnp.array(1.0), state, params)
+        steps.append(float(upd))
+    assert steps == [-1.0, -1.0, -1.0, -10.0, -10.0]
+    with pytest.raises(ValueError, match="need 1 boundaries for 2 phases"):
+        sequence([optax.sgd(1.0), optax.sgd(1.0)], [])
+    with pytest.raises(ValueError, match="increasing"):
+        sequence([optax.sgd(1.0)] * 3, [5, 5])
+
+
+def test_adam_then_lbfgs_from_config_reaches_the_minimiser(x64, getkey):
+    from sciml.config import SequenceConfig
+
+    cfg = SequenceConfig(
+        name="sequence",
+        phases=[AdamConfig(name="adam", lr=0.01), LBFGSConfig(name="lbfgs")],
+        boundaries=[50],
+    )
+    problem = least_squares(getkey())
+    after_adam = fit(problem, make_optimizer(cfg, 80), quiet(steps=50, log_every=50))
+    assert after_adam.summary["distance_to_lstsq"] > 1e-2  # Adam alone is far
+    result = fit(problem, make_optimizer(cfg, 80), quiet(steps=80, log_every=40))
+    assert result.summary["distance_to_lstsq"] < 1e-8  # L-BFGS finishes the job

@@ -5,19 +5,42 @@ Library surface (usable without the trainer):
 - `solve`, `check_solution`, `SolveFailed`: a thin layer over
   `diffrax.diffeqsolve` with shape checks and clear failure reports.
 - `NeuralODE`, `UDE`: vector fields with learned parts.
+- `levenberg_marquardt`, `gauss_newton`, `scaled_residuals`: parameter
+  estimation for mechanistic models (optimistix, forward-mode Jacobians).
+- `PolynomialLibrary`, `FunctionLibrary`, `ConcatLibrary`, `stlsq`,
+  `sindy_path`, `central_difference`, `format_equations`: equation discovery
+  by sparse regression (SINDy).
 - `NeuralSDE`, `simulate_sde`, `euler_maruyama_nll`: neural SDEs with
   diagonal noise, simulated on a virtual Brownian tree, fitted by likelihood.
 - Problems registered for the trainer: see `sciml.ude.problems`.
 """
 
+from sciml.ude._estimation import LeastSquaresResult as LeastSquaresResult
+from sciml.ude._estimation import gauss_newton as gauss_newton
+from sciml.ude._estimation import levenberg_marquardt as levenberg_marquardt
+from sciml.ude._estimation import scaled_residuals as scaled_residuals
 from sciml.ude._fields import UDE as UDE
 from sciml.ude._fields import NeuralODE as NeuralODE
+from sciml.ude._lorenz import LorenzSINDy as LorenzSINDy
+from sciml.ude._lorenz import lorenz_dynamics as lorenz_dynamics
 from sciml.ude._ou import NeuralSDEOU as NeuralSDEOU
 from sciml.ude._ou import ou_exact_paths as ou_exact_paths
 from sciml.ude._ou import ou_mle as ou_mle
+from sciml.ude._robertson import ROBERTSON_RATES as ROBERTSON_RATES
+from sciml.ude._robertson import RobertsonFit as RobertsonFit
+from sciml.ude._robertson import robertson_rhs as robertson_rhs
 from sciml.ude._sde import NeuralSDE as NeuralSDE
 from sciml.ude._sde import euler_maruyama_nll as euler_maruyama_nll
 from sciml.ude._sde import simulate_sde as simulate_sde
+from sciml.ude._sindy import AbstractLibrary as AbstractLibrary
+from sciml.ude._sindy import ConcatLibrary as ConcatLibrary
+from sciml.ude._sindy import FunctionLibrary as FunctionLibrary
+from sciml.ude._sindy import PolynomialLibrary as PolynomialLibrary
+from sciml.ude._sindy import SINDyPath as SINDyPath
+from sciml.ude._sindy import central_difference as central_difference
+from sciml.ude._sindy import format_equations as format_equations
+from sciml.ude._sindy import sindy_path as sindy_path
+from sciml.ude._sindy import stlsq as stlsq
 from sciml.ude._solve import SolveFailed as SolveFailed
 from sciml.ude._solve import check_solution as check_solution
 from sciml.ude._solve import solve as solve

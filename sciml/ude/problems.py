@@ -6,10 +6,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from sciml.config import Section
+from sciml.config import EmptyModel, Section
 from sciml.nn import ACTIVATIONS
 from sciml.problems import register_problem
+from sciml.ude._lorenz import LorenzParams, build_lorenz
 from sciml.ude._ou import NeuralSDEOU
+from sciml.ude._robertson import RobertsonParams, build_robertson
 from sciml.ude._spiral import NeuralODESpiral
 
 __all__ = ["SpiralParams", "MLPModel", "OUParams"]
@@ -105,4 +107,22 @@ register_problem(
     params=OUParams,
     model=SDEModel,
     build=lambda p, m: NeuralSDEOU(**p.model_dump(), **m.model_dump()),
+)
+
+
+register_problem(
+    "robertson_fit",
+    description="Robertson stiff kinetics (Kvaerno5, float64): recover log k1, k2, k3 from noisy data; reports relative rate errors",
+    params=RobertsonParams,
+    model=EmptyModel,
+    build=build_robertson,
+)
+
+
+register_problem(
+    "lorenz_sindy",
+    description="SINDy (STLSQ, degree-2 library) recovers the Lorenz equations from one trajectory; reports sigma, rho, beta and active terms",
+    params=LorenzParams,
+    model=EmptyModel,
+    build=build_lorenz,
 )
