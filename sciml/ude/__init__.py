@@ -23,6 +23,9 @@ from sciml.ude._fields import UDE as UDE
 from sciml.ude._fields import NeuralODE as NeuralODE
 from sciml.ude._lorenz import LorenzSINDy as LorenzSINDy
 from sciml.ude._lorenz import lorenz_dynamics as lorenz_dynamics
+from sciml.ude._lotka_volterra import LotkaVolterraUDE as LotkaVolterraUDE
+from sciml.ude._lotka_volterra import discover_missing_terms as discover_missing_terms
+from sciml.ude._lotka_volterra import lotka_volterra as lotka_volterra
 from sciml.ude._ou import NeuralSDEOU as NeuralSDEOU
 from sciml.ude._ou import ou_exact_paths as ou_exact_paths
 from sciml.ude._ou import ou_mle as ou_mle

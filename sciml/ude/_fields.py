@@ -48,7 +48,9 @@ class UDE(eqx.Module):
         combine: `combine(known_out, net_out, y) -> dy/dt`; `None` adds them.
         positive: constrain every physical parameter to be positive.
         learn_params: `False` freezes the physical parameters (they are
-            stop-gradiented).
+            stop-gradiented, but stay leaves of the pytree, so an optimizer
+            with weight decay would still move them; for true constants,
+            close over them in `known` and pass `params=None`).
 
     Attributes:
         raw_params: the unconstrained stored parameters; `physical_params()`

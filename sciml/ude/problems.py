@@ -10,6 +10,7 @@ from sciml.config import EmptyModel, Section
 from sciml.nn import ACTIVATIONS
 from sciml.problems import register_problem
 from sciml.ude._lorenz import LorenzParams, build_lorenz
+from sciml.ude._lotka_volterra import LotkaVolterraUDE
 from sciml.ude._ou import NeuralSDEOU
 from sciml.ude._robertson import RobertsonParams, build_robertson
 from sciml.ude._spiral import NeuralODESpiral
@@ -125,4 +126,35 @@ register_problem(
     params=LorenzParams,
     model=EmptyModel,
     build=build_lorenz,
+)
+
+
+class LotkaVolterraParams(Section):
+    """`problem` section of `ude_lotka_volterra` (see `LotkaVolterraUDE`)."""
+
+    noise: Annotated[float, Field(ge=0)] = 0.05
+    noise_seed: Annotated[int, Field(ge=0)] = 0
+    t_end: Annotated[float, Field(gt=0)] = 3.0
+    dt: Annotated[float, Field(gt=0)] = 0.1
+    degree: Annotated[int, Field(ge=1, le=5)] = 2
+    selection: Literal["bic", "tol"] = "bic"
+    selection_tol: Annotated[float, Field(ge=0)] = 0.1
+    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-7
+    atol: Annotated[float, Field(gt=0)] = 1e-9
+
+
+class RBFNetModel(Section):
+    """`model` section of `ude_lotka_volterra`: the 2-5-5-5-2 network with exp(-x^2)."""
+
+    width: Annotated[int, Field(gt=0)] = 5
+    depth: Annotated[int, Field(ge=0)] = 3
+    activation: Literal[tuple(ACTIVATIONS)] = "rbf"
+
+
+register_problem(
+    "ude_lotka_volterra",
+    description="UDE learns the missing Lotka-Volterra interaction from noisy data, then SINDy + data-refit model selection recovers it",
+    params=LotkaVolterraParams,
+    model=RBFNetModel,
+    build=lambda p, m: LotkaVolterraUDE(**p.model_dump(), **m.model_dump()),
 )
