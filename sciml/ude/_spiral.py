@@ -43,7 +43,7 @@ class CubicMLPField(eqx.Module):
         return self.mlp(y**3)
 
 
-def _solve(field, y0, ts, rtol, atol, max_steps):
+def _solve(field, y0, ts, rtol, atol, max_steps, adjoint=None):
     """Solve from `y0` at `ts[0]`, saving at `ts`; failures give non-finite values."""
     # Inside training a failed solve must not abort the host: diffrax then
     # returns inf, the loss is non-finite, and the trainer stops with the
@@ -54,6 +54,7 @@ def _solve(field, y0, ts, rtol, atol, max_steps):
         ts,
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
+        adjoint=adjoint,
         throw=False,
     ).ys
 
@@ -69,6 +70,8 @@ class NeuralODESpiral(AbstractProblem):
         rtol, atol: tolerances of the PID step-size controller (Tsit5).
         max_steps: solver step budget per solve.
         loss_kind: `"l1"` (mean absolute error, as torchdiffeq's demo) or `"mse"`.
+        adjoint: how training differentiates the solve (a diffrax adjoint;
+            `None`: `RecursiveCheckpointAdjoint()`).
         width, depth, activation: the MLP vector field (2-width-...-2).
 
     `evaluate` reports `mse`: mean squared error of the whole trajectory
@@ -83,6 +86,7 @@ class NeuralODESpiral(AbstractProblem):
     atol: float = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     loss_kind: str = eqx.field(static=True)
+    adjoint: dfx.AbstractAdjoint | None = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     activation: str = eqx.field(static=True)
@@ -100,6 +104,7 @@ class NeuralODESpiral(AbstractProblem):
         atol: float = 1e-4,
         max_steps: int = 4096,
         loss_kind: str = "l1",
+        adjoint: dfx.AbstractAdjoint | None = None,
         width: int = 50,
         depth: int = 1,
         activation: str = "tanh",
@@ -132,6 +137,7 @@ class NeuralODESpiral(AbstractProblem):
         self.atol = atol
         self.max_steps = max_steps
         self.loss_kind = loss_kind
+        self.adjoint = adjoint
         self.width = width
         self.depth = depth
         self.activation = activation
@@ -156,7 +162,9 @@ class NeuralODESpiral(AbstractProblem):
         # The grid is uniform and the field autonomous: every window reuses ts[:batch_time].
         t_window = self.ts[: self.batch_time]
         pred = jax.vmap(
-            lambda y0: _solve(model, y0, t_window, self.rtol, self.atol, self.max_steps)
+            lambda y0: _solve(
+                model, y0, t_window, self.rtol, self.atol, self.max_steps, self.adjoint
+            )
         )(windows[:, 0])
         err = pred - windows
         loss = jnp.mean(jnp.abs(err)) if self.loss_kind == "l1" else jnp.mean(err**2)

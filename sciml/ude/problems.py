@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import diffrax as dfx
 from pydantic import Field, model_validator
 
 from sciml.config import EmptyModel, Section
@@ -29,6 +30,7 @@ class SpiralParams(Section):
     atol: Annotated[float, Field(gt=0)] = 1e-4
     max_steps: Annotated[int, Field(gt=0)] = 4096
     loss: Literal["l1", "mse"] = "l1"
+    adjoint: Literal["recursive_checkpoint", "backsolve", "direct"] = "recursive_checkpoint"
 
     @model_validator(mode="after")
     def _window_fits(self):
@@ -47,8 +49,21 @@ class MLPModel(Section):
     activation: Literal[tuple(ACTIVATIONS)] = "tanh"
 
 
+def adjoint_by_name(name: str, rtol: float = 1e-3, atol: float = 1e-6):
+    """The diffrax adjoint for a config name (the one place these strings become objects)."""
+    if name == "recursive_checkpoint":
+        return dfx.RecursiveCheckpointAdjoint()
+    if name == "backsolve":
+        # the backward solve gets the forward tolerances (diffrax's default is 1e-3/1e-6)
+        return dfx.BacksolveAdjoint(stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol))
+    if name == "direct":
+        return dfx.DirectAdjoint()
+    raise ValueError(f"unknown adjoint {name!r}; allowed: recursive_checkpoint, backsolve, direct")
+
+
 def _build_spiral(p: SpiralParams, m: MLPModel) -> NeuralODESpiral:
     return NeuralODESpiral(
+        adjoint=adjoint_by_name(p.adjoint, p.rtol, p.atol),
         n_points=p.n_points,
         t_end=p.t_end,
         batch_size=p.batch_size,
