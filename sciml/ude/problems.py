@@ -16,7 +16,15 @@ from sciml.ude._ou import NeuralSDEOU
 from sciml.ude._robertson import RobertsonParams, build_robertson
 from sciml.ude._spiral import NeuralODESpiral
 
-__all__ = ["SpiralParams", "MLPModel", "OUParams"]
+__all__ = [
+    "SpiralParams",
+    "MLPModel",
+    "OUParams",
+    "SDEModel",
+    "LotkaVolterraParams",
+    "RBFNetModel",
+    "adjoint_by_name",
+]
 
 
 class SpiralParams(Section):
