@@ -10,6 +10,10 @@ Library surface (usable without the trainer):
 - `PolynomialLibrary`, `FunctionLibrary`, `ConcatLibrary`, `stlsq`,
   `sindy_path`, `central_difference`, `format_equations`: equation discovery
   by sparse regression (SINDy).
+- `MultipleShooting`, `shooting_loss`, `single_shooting_loss`,
+  `finish_single_shooting`, `horizon_curriculum`, `sample_windows`: multiple
+  shooting with learnable node states (Bock & Plitt 1984; Turan & Jäschke
+  2022), growing horizons and window minibatches for hard trajectories.
 - `NeuralSDE`, `simulate_sde`, `euler_maruyama_nll`: neural SDEs with
   diagonal noise, simulated on a virtual Brownian tree, fitted by likelihood.
 - Problems registered for the trainer: see `sciml.ude.problems`.
@@ -35,6 +39,12 @@ from sciml.ude._robertson import robertson_rhs as robertson_rhs
 from sciml.ude._sde import NeuralSDE as NeuralSDE
 from sciml.ude._sde import euler_maruyama_nll as euler_maruyama_nll
 from sciml.ude._sde import simulate_sde as simulate_sde
+from sciml.ude._shooting import MultipleShooting as MultipleShooting
+from sciml.ude._shooting import finish_single_shooting as finish_single_shooting
+from sciml.ude._shooting import horizon_curriculum as horizon_curriculum
+from sciml.ude._shooting import sample_windows as sample_windows
+from sciml.ude._shooting import shooting_loss as shooting_loss
+from sciml.ude._shooting import single_shooting_loss as single_shooting_loss
 from sciml.ude._sindy import AbstractLibrary as AbstractLibrary
 from sciml.ude._sindy import ConcatLibrary as ConcatLibrary
 from sciml.ude._sindy import FunctionLibrary as FunctionLibrary

@@ -406,7 +406,12 @@ def shooting_loss(
         ts: observation times, shape (k L + 1,) with k <= K.
         data: observations, shape (len(ts), len(observed)).
         continuity_weight: lambda_c (DiffEqFlux's default `continuity_term`
-            is 100). Raising it during training is an option.
+            is 100); a Python float or a traced scalar, so it can follow a
+            schedule inside one compiled step. From a poor initial model, a
+            large lambda_c at once pulls the nodes off the data onto the
+            model's wrong trajectory; raising it during training (e.g.
+            geometrically from 1 to 100 over the first ~70 % of the steps)
+            first fits the short segments, then glues them together.
         observed: observed components; default `ms.observed`.
         solver, stepsize_controller, adjoint, max_steps: passed to
             `sciml.ude.solve` (defaults: Tsit5, PID rtol 1e-3 atol 1e-6,
