@@ -49,6 +49,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import write_result
 
 from sciml.nn import MLP
 from sciml.ude import solve
@@ -200,11 +201,7 @@ def main(steps: list[int], direct_max: int, out: Path) -> dict:
         "cpu_count": os.cpu_count(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": {str(n): rows[n] for n in steps}, "max_rel_grad_diff": worst,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_result(out, result)
     return result
 
 

@@ -31,7 +31,6 @@ markdown table on stdout and JSON in `benchmarks/results/trainer_overhead.json`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -44,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import sciml_version, write_result
 
 from sciml.config import TrainConfig
 from sciml.problems import build_problem
@@ -120,18 +120,6 @@ class Baseline:
         return time.perf_counter() - t0, means
 
 
-def sciml_version() -> dict:
-    """Which sciml was measured: git HEAD, and whether sciml/ had uncommitted changes."""
-    import subprocess
-
-    import sciml
-
-    def git(*args):
-        cmd = ["git", "-C", str(Path(sciml.__file__).parent), *args]
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
-
-    return {"git_head": git("rev-parse", "HEAD"), "sciml_dirty": bool(git("status", "--porcelain", "."))}
-
 
 def run_sciml(problem, steps):
     cfg = TrainConfig(steps=steps, seed=SEED, log_every=CHUNK, eval_every=None,
@@ -206,11 +194,7 @@ def main(steps: int, repeats: int, out: Path = RESULTS) -> dict:
         "ratio": ratio, "ratio_train_time": ratio_chunks, "paired_ratio_median": paired, "target": 1.05,
         "max_rel_loss_diff": loss_diff,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_result(out, result)
     return result
 
 

@@ -59,6 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import sciml_version, write_result
 
 from sciml.ude import solve as sciml_solve
 from sciml.ude._spiral import NeuralODESpiral
@@ -163,15 +164,6 @@ class TorchSide:
 def torch_name(n: int) -> str:
     return f"torchdiffeq ({n} thread{'s' if n > 1 else ''})"
 
-
-def sciml_version() -> dict:
-    import sciml
-
-    def git(*args):
-        cmd = ["git", "-C", str(Path(sciml.__file__).parent), *args]
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
-
-    return {"git_head": git("rev-parse", "HEAD"), "sciml_dirty": bool(git("status", "--porcelain", "."))}
 
 
 def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) -> dict:
@@ -336,11 +328,7 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
         "compile_s": compile_s, "same_compiled_hlo_sciml_vs_by_hand": same_program, "raw": raw, "summary": summary, "checks": checks,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
-    print(f"wrote {out}")
+    write_result(out, result)
     return result
 
 
