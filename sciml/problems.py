@@ -46,6 +46,9 @@ class AbstractProblem(eqx.Module):
       user judges the result by; may run outside jit. Its keys are listed in
       the class variable `metric_names`.
     - optionally `figures(model, state, outdir)`: save PNGs into `outdir`.
+    - optionally `diagnose(model, state, key) -> str | None`: explain a
+      non-finite loss (e.g. which solve failed, at what time); the trainer
+      calls it after a divergence with the failing step's parameters and key.
 
     Batch arrays that should be split over devices go through
     `sciml.parallel.shard_batch` inside `loss`.
@@ -68,6 +71,17 @@ class AbstractProblem(eqx.Module):
     def figures(self, model, state, outdir) -> list[str]:
         """Save problem-specific figures into `outdir`; return their paths."""
         return []
+
+    def diagnose(self, model, state, key) -> str | None:
+        """Explain why `loss(model, state, key)` is not finite, or return `None`.
+
+        Called outside jit by the trainer after a divergence, with the
+        parameters, state and key of the step whose loss or gradient was
+        NaN/Inf, so it can redraw that step's batch. Problems that solve
+        differential equations report the failed solve here: which sample,
+        the time it reached and what to change.
+        """
+        return None
 
 
 @dataclass(frozen=True)

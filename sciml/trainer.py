@@ -66,19 +66,26 @@ class TrainingDiverged(RuntimeError):
     Attributes:
         step: the step whose loss or gradient was not finite.
         checkpoint: path of the last good checkpoint (or `None`).
+        reason: what the trainer found at that step: whether the loss or only
+            the gradient was non-finite, which gradient leaves, and the
+            problem's own diagnosis (e.g. which solve failed and where), or
+            `None` when it could not be determined.
     """
 
-    def __init__(self, step: int, checkpoint: Path | None):
+    def __init__(self, step: int, checkpoint: Path | None, reason: str | None = None):
         self.step = step
         self.checkpoint = checkpoint
+        self.reason = reason
         where = (
             f"the last good checkpoint is {checkpoint}"
             if checkpoint is not None
             else "no checkpoint was written"
         )
+        why = f": {reason.rstrip('.')}." if reason else "."
         super().__init__(
-            f"training diverged: the loss or its gradient became NaN/Inf at step {step}; "
-            f"{where}. Lower the learning rate, add optimizer.clip_norm, or check the problem's data."
+            f"training diverged: the loss or its gradient became NaN/Inf at step {step}{why} "
+            f"{where[0].upper()}{where[1:]}. Lower the learning rate, add optimizer.clip_norm, "
+            "or check the problem's data."
         )
 
 
@@ -215,6 +222,49 @@ def _chunk_fn(step, length: int, counter: list[int], mesh):
         return ts, ok, ts.step - 1, losses, metrics
 
     return chunk
+
+
+def _diagnose(problem, problem_static, model_static, problem_arrays, ts: TrainState, mesh):
+    """Explain the non-finite loss or gradient of the step `ts` is about to take."""
+    key = jax.random.fold_in(ts.key, ts.step)
+    model = eqx.combine(ts.params, model_static)
+    parts = []
+    try:
+
+        def loss_and_grad(problem_arrays, params, state, key):
+            problem = eqx.combine(problem_arrays, problem_static)
+            loss_fn = _loss_of_params(problem, model_static, state, key)
+            with batch_sharding(mesh):
+                return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+        (loss, _), grads = jax.jit(loss_and_grad)(
+            problem_arrays, ts.params, ts.problem_state, key
+        )
+        loss = float(loss)
+        if not math.isfinite(loss):
+            parts.append(f"the loss is {loss}")
+        else:
+            bad = [
+                jax.tree_util.keystr(path)
+                for path, g in jax.tree_util.tree_leaves_with_path(grads)
+                if not bool(jnp.all(jnp.isfinite(g)))
+            ]
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            parts.append(
+                f"the loss is finite ({loss:.6g}) but the gradient is not, in {shown}"
+                if bad
+                else f"the loss ({loss:.6g}) and gradient are finite when recomputed; the "
+                "optimizer update or a nondeterministic computation produced the NaN/Inf"
+            )
+    except Exception as e:  # a diagnosis must never hide the divergence itself
+        parts.append(f"(recomputing the loss failed: {type(e).__name__}: {e})")
+    try:
+        detail = problem.diagnose(model, ts.problem_state, key)
+    except Exception as e:
+        detail = f"(the problem's diagnose failed: {type(e).__name__}: {e})"
+    if detail:
+        parts.append(detail)
+    return "; ".join(parts) if parts else None
 
 
 def _peak_memory_mb() -> dict[str, float]:
@@ -381,24 +431,33 @@ def fit(
                 boundary(train.checkpoint_every),
             )
             n = stop - step
+            # The chunk donates `ts`; keep the chunk's start state so that a
+            # divergence can be replayed to the failing step and explained.
+            start = jax.tree.map(jnp.copy, ts)
             t0 = time.perf_counter()
             ts, ok, bad, losses, metrics = compiled(problem_arrays, ts, jnp.array(n, jnp.int32))
             losses = np.asarray(losses)[:n]
             dt = time.perf_counter() - t0
             if not bool(ok):
                 bad_step = int(bad)
+                # Same program and keys, so the replay reproduces the failing step's state.
+                at_bad = compiled(problem_arrays, start, jnp.array(bad_step - step, jnp.int32))[0]
+                reason = _diagnose(
+                    problem, problem_static, model_static, problem_arrays, at_bad, mesh
+                )
                 if run_dir is not None:
                     _append_jsonl(metrics_path, {"step": bad_step, "diverged": True})
                     summary = {
                         "status": "diverged",
                         "diverged_at_step": bad_step,
                         "last_good_checkpoint": str(last_ckpt) if last_ckpt else None,
+                        "reason": reason,
                         "wall_time_s": time.perf_counter() - t_start,
                     }
                     atomic_write_bytes(
                         run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode()
                     )
-                raise TrainingDiverged(bad_step, last_ckpt)
+                raise TrainingDiverged(bad_step, last_ckpt, reason)
             run_time += dt
             steps_run += n
             step = stop

@@ -197,6 +197,46 @@ def test_nan_stops_the_run_and_keeps_the_last_good_state(tmp_path):
     assert summary["status"] == "diverged" and summary["diverged_at_step"] == 3
 
 
+class SqrtToZero(AbstractProblem):
+    """loss = w + 0 sqrt(w), so w = 5 - step under SGD(1); at step 5 the loss is 0, its gradient NaN."""
+
+    metric_names: ClassVar[tuple[str, ...]] = ()
+
+    def init(self, key):
+        return {"w": jnp.array(5.0)}, None
+
+    def loss(self, model, state, key):
+        return model["w"] + 0.0 * jnp.sqrt(model["w"]), (state, {})
+
+    def evaluate(self, model, state, key):
+        return {}
+
+    def diagnose(self, model, state, key):
+        return f"diagnose saw w = {float(model['w'])}"
+
+
+def test_divergence_is_explained_at_the_failing_step(tmp_path):
+    # The run diverges mid-chunk (step 5 of a 100-step chunk): the trainer
+    # replays the chunk to step 5, finds the loss finite but the gradient
+    # not, names the leaf, and passes step 5's parameters to `diagnose`.
+    train = quiet(steps=50, log_every=100, checkpoint_every=None)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(SqrtToZero(), optax.sgd(1.0), train, run_dir=tmp_path)
+    err = info.value
+    assert err.step == 5
+    assert "the loss is finite (0) but the gradient is not, in ['w']" in err.reason
+    assert "diagnose saw w = 0.0" in err.reason
+    assert err.reason.rstrip(".") in str(err)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["reason"] == err.reason
+
+
+def test_non_finite_loss_is_named_in_the_reason(tmp_path):
+    with pytest.raises(TrainingDiverged) as info:
+        fit(Exploding(), optax.sgd(1.0), quiet(steps=10, log_every=10))
+    assert info.value.reason == "the loss is nan"
+
+
 def test_cli_diverging_config_exits_nonzero_with_intact_checkpoint(tmp_path):
     r = subprocess.run(
         [PYTHON, "-m", "sciml.train", str(REPO / "tests/data/diverging_spiral.yaml"), f"output.dir={tmp_path}/run", "--overwrite"],
@@ -205,7 +245,7 @@ def test_cli_diverging_config_exits_nonzero_with_intact_checkpoint(tmp_path):
     assert r.returncode == 3, r.stderr
     assert "Traceback" not in r.stderr
     assert "training diverged" in r.stderr and "NaN/Inf at step" in r.stderr
-    bad_step = int(r.stderr.split("at step ")[1].split(";")[0])
+    bad_step = int(r.stderr.split("at step ")[1].split(":")[0])
     step, path = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert str(path) in r.stderr and 0 < step < bad_step
     run = load_run(tmp_path / "run")

@@ -40,7 +40,7 @@ from sciml.problems import AbstractProblem
 from sciml.ude._estimation import levenberg_marquardt
 from sciml.ude._fields import UDE
 from sciml.ude._sindy import PolynomialLibrary, format_equations, stlsq
-from sciml.ude._solve import solve
+from sciml.ude._solve import failure_report, solve
 
 __all__ = ["LotkaVolterraUDE", "lotka_volterra", "discover_missing_terms"]
 
@@ -65,15 +65,22 @@ def _known_lv(t, u, p=None):
     return _known(t, u, (LV_PARAMS[0], LV_PARAMS[3]))
 
 
+_MAX_STEPS = 10_000
+
+
 def _solve_ts(field, u0, ts, rtol, atol, **kw):
+    return _solution(field, u0, ts, rtol, atol, **kw).ys
+
+
+def _solution(field, u0, ts, rtol, atol, **kw):
     return solve(
         field,
         u0,
         ts,
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-        max_steps=10_000,
+        max_steps=_MAX_STEPS,
         **kw,
-    ).ys
+    )
 
 
 def discover_missing_terms(
@@ -265,6 +272,17 @@ class LotkaVolterraUDE(AbstractProblem):
         pred = _solve_ts(model, self.u0, self.ts, self.rtol, self.atol, throw=False)
         mse = jnp.mean((pred - self.data) ** 2)
         return mse, (state, {})
+
+    def diagnose(self, model, state, key):
+        """Report a failed solve of the UDE over the data's time span."""
+        sol = eqx.filter_jit(_solution)(
+            model, self.u0, self.ts, self.rtol, self.atol, throw=False
+        )
+        report = failure_report(
+            sol, what=f"the UDE solve from u0 over t = [0, {float(self.ts[-1]):g}] "
+            f"(max_steps={_MAX_STEPS})"
+        )
+        return None if report is None else report[0]
 
     def discover(self, model):
         """Run `discover_missing_terms` with this problem's settings."""

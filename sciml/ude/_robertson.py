@@ -25,12 +25,14 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 from pydantic import Field, model_validator
 
 from sciml.config import EmptyModel, Section
 from sciml.problems import AbstractProblem
 from sciml.ude._estimation import levenberg_marquardt, scaled_residuals
+from sciml.ude._solve import failure_report
 
 __all__ = [
     "ROBERTSON_RATES",
@@ -58,8 +60,12 @@ def _solve(log_k, ts, rtol, atol, max_steps, adjoint):
     instead of raising: a least-squares step then gets rejected, and the
     trainer stops with `TrainingDiverged` and the last good checkpoint.
     """
+    return _solution(log_k, ts, rtol, atol, max_steps, adjoint).ys
+
+
+def _solution(log_k, ts, rtol, atol, max_steps, adjoint):
     y0 = jnp.array([1.0, 0.0, 0.0], dtype=log_k.dtype)
-    sol = dfx.diffeqsolve(
+    return dfx.diffeqsolve(
         dfx.ODETerm(robertson_rhs),
         dfx.Kvaerno5(),
         0.0,
@@ -73,7 +79,6 @@ def _solve(log_k, ts, rtol, atol, max_steps, adjoint):
         max_steps=max_steps,
         throw=False,
     )
-    return sol.ys
 
 
 class RobertsonFit(AbstractProblem):
@@ -181,6 +186,17 @@ class RobertsonFit(AbstractProblem):
         r = self.residuals(model)
         errors = _rel_errors(model)
         return jnp.mean(r**2), (state, {"max_rel_error": jnp.max(errors)})
+
+    def diagnose(self, model, state, key):
+        """Report a failed Kvaerno5 solve at these log-rates."""
+        sol = eqx.filter_jit(_solution)(
+            jnp.asarray(model), self.ts, self.rtol, self.atol, self.max_steps, None
+        )
+        k = ", ".join(f"{v:.3g}" for v in np.exp(np.asarray(model)))
+        report = failure_report(
+            sol, what=f"the Robertson solve at rates k = ({k}) (max_steps={self.max_steps})"
+        )
+        return None if report is None else report[0]
 
     def fit_lm(
         self,

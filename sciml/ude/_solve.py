@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["solve", "check_solution", "SolveFailed"]
+__all__ = ["solve", "check_solution", "failure_report", "SolveFailed"]
 
 
 class SolveFailed(RuntimeError):
@@ -135,40 +135,74 @@ def solve(
     )
 
 
-def check_solution(sol: dfx.Solution, *, what: str = "solve") -> None:
-    """Raise `SolveFailed` if `sol` (possibly vmapped) holds a failed solve.
+def failure_report(
+    sol: dfx.Solution,
+    *,
+    what: str = "solve",
+    describe: Callable[[Any], str] | None = None,
+) -> tuple[str, Any, float | None, str] | None:
+    """Describe the first failed solve in `sol` (possibly vmapped), or return `None`.
 
-    The message names the batch index, the time reached and what to change.
-    Call it outside jit on a solution computed with `throw=False`.
+    Returns `(message, index, t_reached, diffrax_message)`. The message names
+    the batch element (through `describe(index)` when given, e.g. "training
+    window 3 starting at t = 1.2"), how many failed, diffrax's reason, the
+    last saved time reached and what to change. Call outside jit on a
+    solution computed with `throw=False`.
     """
     result = np.asarray(sol.result._value)
     ok = result == np.asarray(dfx.RESULTS.successful._value)
     if ok.all():
-        return
+        return None
     index = None
     if result.ndim:
         index = tuple(int(i) for i in np.argwhere(~ok)[0])
         index = index[0] if len(index) == 1 else index
-    ts = np.asarray(sol.ts)
-    ys = jax.tree.leaves(sol.ys)[0]
+    ts = None if sol.ts is None else np.asarray(sol.ts)
+    leaves = jax.tree.leaves(sol.ys)
     reached = None
-    if ts.ndim and ys is not None:
-        finite = np.isfinite(np.asarray(ys)).reshape(*np.asarray(ys).shape[: ts.ndim], -1).all(-1)
+    if ts is not None and ts.ndim > result.ndim and leaves:
+        ys = np.asarray(leaves[0])
+        finite = np.isfinite(ys).reshape(*ys.shape[: ts.ndim], -1).all(-1)
         t_sel = ts[index] if index is not None else ts
         f_sel = finite[index] if index is not None else finite
         good = np.nonzero(f_sel)[0]
-        reached = float(t_sel[good[-1]]) if good.size else float(t_sel[0])
+        reached = float(t_sel[good[-1]]) if good.size else None
     code = int(result[index]) if index is not None else int(result)
     table = getattr(dfx.RESULTS, "_index_to_message", None)  # equinox enum internals
-    message = table[code] if table is not None else f"diffrax result code {code}"
-    where = f" for batch element {index}" if index is not None else ""
-    at = f"; last saved time reached: {reached:g}" if reached is not None else ""
+    reason = table[code] if table is not None else f"diffrax result code {code}"
+    if index is None:
+        where = ""
+    elif describe is not None:
+        where = f" for {describe(index)}"
+    else:
+        where = f" for batch element {index}"
+    if reached is None:
+        at = "; no save time was reached"
+    else:
+        at = f"; last saved time reached: {reached:g}"
     n_failed = int((~ok).sum())
-    raise SolveFailed(
-        f"{what} failed{where} ({n_failed} of {ok.size} failed): {message.rstrip('.')}{at}. "
+    hint = (
         "Try a larger max_steps, a stiff solver (diffrax.Kvaerno5) if the system is stiff, "
-        "looser tolerances, or check for a blow-up of the vector field.",
-        index=index,
-        t_reached=reached,
-        result=str(message),
+        "looser tolerances, or check for a blow-up of the vector field (a smaller learning "
+        "rate or gradient clipping if it happens during training)."
     )
+    message = (
+        f"{what} failed{where} ({n_failed} of {ok.size} failed): {reason.rstrip('.')}{at}. "
+        f"{hint}"
+    )
+    return message, index, reached, str(reason)
+
+
+def check_solution(
+    sol: dfx.Solution, *, what: str = "solve", describe: Callable[[Any], str] | None = None
+) -> None:
+    """Raise `SolveFailed` if `sol` (possibly vmapped) holds a failed solve.
+
+    The message names the batch index (or `describe(index)`), the time
+    reached and what to change. Call it outside jit on a solution computed
+    with `throw=False`.
+    """
+    report = failure_report(sol, what=what, describe=describe)
+    if report is not None:
+        message, index, reached, reason = report
+        raise SolveFailed(message, index=index, t_reached=reached, result=reason)

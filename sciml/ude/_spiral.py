@@ -22,7 +22,7 @@ from jaxtyping import Array, Float
 from sciml.nn import MLP, activation_by_name
 from sciml.parallel import shard_batch
 from sciml.problems import AbstractProblem
-from sciml.ude._solve import solve
+from sciml.ude._solve import failure_report, solve
 
 __all__ = ["CubicMLPField", "NeuralODESpiral", "spiral_dynamics"]
 
@@ -45,9 +45,13 @@ class CubicMLPField(eqx.Module):
 
 def _solve(field, y0, ts, rtol, atol, max_steps, adjoint=None):
     """Solve from `y0` at `ts[0]`, saving at `ts`; failures give non-finite values."""
+    return _solution(field, y0, ts, rtol, atol, max_steps, adjoint).ys
+
+
+def _solution(field, y0, ts, rtol, atol, max_steps, adjoint=None):
     # Inside training a failed solve must not abort the host: diffrax then
-    # returns inf, the loss is non-finite, and the trainer stops with the
-    # step and the last good checkpoint.
+    # returns inf, the loss is non-finite, the trainer stops with the step
+    # and the last good checkpoint, and `diagnose` names the failed window.
     return solve(
         field,
         y0,
@@ -56,7 +60,7 @@ def _solve(field, y0, ts, rtol, atol, max_steps, adjoint=None):
         max_steps=max_steps,
         adjoint=adjoint,
         throw=False,
-    ).ys
+    )
 
 
 class NeuralODESpiral(AbstractProblem):
@@ -154,10 +158,13 @@ class NeuralODESpiral(AbstractProblem):
         )
         return CubicMLPField(mlp), None
 
-    def loss(self, model, state, key):
+    def _windows(self, key):
         n = self.ts.shape[0]
         starts = jax.random.randint(key, (self.batch_size,), 0, n - self.batch_time + 1)
-        windows = self.ys[starts[:, None] + jnp.arange(self.batch_time)]
+        return starts, self.ys[starts[:, None] + jnp.arange(self.batch_time)]
+
+    def loss(self, model, state, key):
+        _, windows = self._windows(key)
         windows = shard_batch(windows)
         # The grid is uniform and the field autonomous: every window reuses ts[:batch_time].
         t_window = self.ts[: self.batch_time]
@@ -169,6 +176,29 @@ class NeuralODESpiral(AbstractProblem):
         err = pred - windows
         loss = jnp.mean(jnp.abs(err)) if self.loss_kind == "l1" else jnp.mean(err**2)
         return loss, (state, {"mse": jnp.mean(err**2)})
+
+    def diagnose(self, model, state, key):
+        """Name the training window whose solve failed at this step's batch."""
+        starts, windows = self._windows(key)
+        t_window = self.ts[: self.batch_time]
+        sol = eqx.filter_jit(
+            jax.vmap(
+                lambda y0: _solution(model, y0, t_window, self.rtol, self.atol, self.max_steps),
+            )
+        )(windows[:, 0])
+        starts = jax.device_get(starts)
+        t0 = jax.device_get(self.ts)[starts]
+
+        def describe(i):
+            return (
+                f"training window {i} (samples {starts[i]}..{starts[i] + self.batch_time - 1}, "
+                f"starting at t = {t0[i]:.4g}; times relative to its start)"
+            )
+
+        report = failure_report(
+            sol, what=f"the solve (max_steps={self.max_steps})", describe=describe
+        )
+        return None if report is None else report[0]
 
     def trajectory(self, model) -> Float[Array, "n 2"]:
         """The model's trajectory from y0 over the whole time grid."""

@@ -1,15 +1,19 @@
 """The neural_ode_spiral problem: data, loss, and the accuracy target of the default config."""
 
 import json
+import re
 import subprocess
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from helpers import PYTHON, REPO
+from sciml.config import TrainConfig
 from sciml.problems import build_problem
+from sciml.trainer import TrainingDiverged, fit
 from sciml.ude import CubicMLPField, spiral_dynamics
 
 
@@ -74,3 +78,22 @@ def test_default_config_reaches_target_mse(tmp_path, seed):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["mse"] < 1e-2
     assert summary["wall_time_s"] < 180
+
+
+def test_failed_solve_in_training_names_the_window_and_time(tmp_path):
+    # A step budget too small for some windows: the trainer stops at step 0
+    # and the problem's diagnosis says which window failed, where, and why.
+    problem = build_problem(
+        "neural_ode_spiral", {"n_points": 200, "batch_size": 8, "max_steps": 3}, {"width": 8}
+    )
+    train = TrainConfig(steps=5, log_every=5, progress=False)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(problem, optax.adam(1e-3), train, run_dir=tmp_path)
+    reason = info.value.reason
+    assert info.value.step == 0
+    assert "the loss is" in reason
+    assert re.search(r"the solve \(max_steps=3\) failed for training window \d+ \(samples \d+\.\.\d+, "
+                     r"starting at t = [\d.]+", reason), reason
+    assert "maximum number of solver steps" in reason and "larger max_steps" in reason
+    assert "last saved time reached" in reason
+    assert json.loads((tmp_path / "summary.json").read_text())["reason"] == reason
