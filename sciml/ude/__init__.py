@@ -2,7 +2,7 @@
 
 Library surface (usable without the trainer):
 
-- `solve`, `check_solution`, `failure_report`, `SolveFailed`: a thin layer over
+- `solve`, `solve_batch`, `check_solution`, `failure_report`, `SolveFailed`: a thin layer over
   `diffrax.diffeqsolve` with shape checks and clear failure reports.
 - `NeuralODE`, `UDE`: vector fields with learned parts.
 - `levenberg_marquardt`, `gauss_newton`, `scaled_residuals`: parameter
@@ -58,6 +58,7 @@ from sciml.ude._solve import SolveFailed as SolveFailed
 from sciml.ude._solve import check_solution as check_solution
 from sciml.ude._solve import failure_report as failure_report
 from sciml.ude._solve import solve as solve
+from sciml.ude._solve import solve_batch as solve_batch
 from sciml.ude._spiral import CubicMLPField as CubicMLPField
 from sciml.ude._spiral import NeuralODESpiral as NeuralODESpiral
 from sciml.ude._spiral import spiral_dynamics as spiral_dynamics

@@ -22,7 +22,7 @@ from jaxtyping import Array, Float
 from sciml.nn import MLP, activation_by_name
 from sciml.parallel import shard_batch
 from sciml.problems import AbstractProblem
-from sciml.ude._solve import failure_report, solve
+from sciml.ude._solve import failure_report, solve, solve_batch
 
 __all__ = ["CubicMLPField", "NeuralODESpiral", "spiral_dynamics"]
 
@@ -43,24 +43,24 @@ class CubicMLPField(eqx.Module):
         return self.mlp(y**3)
 
 
-def _solve(field, y0, ts, rtol, atol, max_steps, adjoint=None):
-    """Solve from `y0` at `ts[0]`, saving at `ts`; failures give non-finite values."""
-    return _solution(field, y0, ts, rtol, atol, max_steps, adjoint).ys
+def _solve(field, y0, ts, rtol, atol, max_steps, adjoint=None, mode=None):
+    """Solve from `y0` (a batch when `mode` is given) saving at `ts`; failures give non-finite values."""
+    return _solution(field, y0, ts, rtol, atol, max_steps, adjoint, mode).ys
 
 
-def _solution(field, y0, ts, rtol, atol, max_steps, adjoint=None):
+def _solution(field, y0, ts, rtol, atol, max_steps, adjoint=None, mode=None):
     # Inside training a failed solve must not abort the host: diffrax then
     # returns inf, the loss is non-finite, the trainer stops with the step
     # and the last good checkpoint, and `diagnose` names the failed window.
-    return solve(
-        field,
-        y0,
-        ts,
+    kw = dict(
         stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
         adjoint=adjoint,
         throw=False,
     )
+    if mode is None:
+        return solve(field, y0, ts, **kw)
+    return solve_batch(field, y0, ts, mode=mode, **kw)
 
 
 class NeuralODESpiral(AbstractProblem):
@@ -76,6 +76,10 @@ class NeuralODESpiral(AbstractProblem):
         loss_kind: `"l1"` (mean absolute error, as torchdiffeq's demo) or `"mse"`.
         adjoint: how training differentiates the solve (a diffrax adjoint;
             `None`: `RecursiveCheckpointAdjoint()`).
+        batch_solve: `"vmap"` (each window its own solve and step sizes) or
+            `"joint"` (the batch as one system with shared steps, as
+            torchdiffeq does; much faster with `BacksolveAdjoint`); see
+            `sciml.ude.solve_batch`.
         width, depth, activation: the MLP vector field (2-width-...-2).
 
     `evaluate` reports `mse`: mean squared error of the whole trajectory
@@ -91,6 +95,7 @@ class NeuralODESpiral(AbstractProblem):
     max_steps: int = eqx.field(static=True)
     loss_kind: str = eqx.field(static=True)
     adjoint: dfx.AbstractAdjoint | None = eqx.field(static=True)
+    batch_solve: str = eqx.field(static=True)
     width: int = eqx.field(static=True)
     depth: int = eqx.field(static=True)
     activation: str = eqx.field(static=True)
@@ -109,6 +114,7 @@ class NeuralODESpiral(AbstractProblem):
         max_steps: int = 4096,
         loss_kind: str = "l1",
         adjoint: dfx.AbstractAdjoint | None = None,
+        batch_solve: str = "vmap",
         width: int = 50,
         depth: int = 1,
         activation: str = "tanh",
@@ -120,6 +126,10 @@ class NeuralODESpiral(AbstractProblem):
             )
         if loss_kind not in ("l1", "mse"):
             raise ValueError(f"NeuralODESpiral: loss_kind must be 'l1' or 'mse', got {loss_kind!r}")
+        if batch_solve not in ("vmap", "joint"):
+            raise ValueError(
+                f"NeuralODESpiral: batch_solve must be 'vmap' or 'joint', got {batch_solve!r}"
+            )
         activation_by_name(activation)  # validates the name
         self.ts = jnp.linspace(0.0, t_end, n_points)
         y0 = jnp.array([2.0, 0.0])
@@ -142,6 +152,7 @@ class NeuralODESpiral(AbstractProblem):
         self.max_steps = max_steps
         self.loss_kind = loss_kind
         self.adjoint = adjoint
+        self.batch_solve = batch_solve
         self.width = width
         self.depth = depth
         self.activation = activation
@@ -168,11 +179,16 @@ class NeuralODESpiral(AbstractProblem):
         windows = shard_batch(windows)
         # The grid is uniform and the field autonomous: every window reuses ts[:batch_time].
         t_window = self.ts[: self.batch_time]
-        pred = jax.vmap(
-            lambda y0: _solve(
-                model, y0, t_window, self.rtol, self.atol, self.max_steps, self.adjoint
-            )
-        )(windows[:, 0])
+        pred = _solve(
+            model,
+            windows[:, 0],
+            t_window,
+            self.rtol,
+            self.atol,
+            self.max_steps,
+            self.adjoint,
+            self.batch_solve,
+        )
         err = pred - windows
         loss = jnp.mean(jnp.abs(err)) if self.loss_kind == "l1" else jnp.mean(err**2)
         return loss, (state, {"mse": jnp.mean(err**2)})
@@ -181,11 +197,10 @@ class NeuralODESpiral(AbstractProblem):
         """Name the training window whose solve failed at this step's batch."""
         starts, windows = self._windows(key)
         t_window = self.ts[: self.batch_time]
-        sol = eqx.filter_jit(
-            jax.vmap(
-                lambda y0: _solution(model, y0, t_window, self.rtol, self.atol, self.max_steps),
-            )
-        )(windows[:, 0])
+        sol = eqx.filter_jit(_solution)(
+            model, windows[:, 0], t_window, self.rtol, self.atol, self.max_steps,
+            None, self.batch_solve,
+        )
         starts = jax.device_get(starts)
         t0 = jax.device_get(self.ts)[starts]
 
@@ -195,9 +210,13 @@ class NeuralODESpiral(AbstractProblem):
                 f"starting at t = {t0[i]:.4g}; times relative to its start)"
             )
 
-        report = failure_report(
-            sol, what=f"the solve (max_steps={self.max_steps})", describe=describe
+        what = (
+            f"the solve (max_steps={self.max_steps})"
+            if self.batch_solve == "vmap"
+            else f"the joint solve of all {self.batch_size} windows (max_steps={self.max_steps}), "
+            f"windows starting at t = {', '.join(f'{t:.4g}' for t in t0)},"
         )
+        report = failure_report(sol, what=what, describe=describe)
         return None if report is None else report[0]
 
     def trajectory(self, model) -> Float[Array, "n 2"]:

@@ -39,6 +39,7 @@ class SpiralParams(Section):
     max_steps: Annotated[int, Field(gt=0)] = 4096
     loss: Literal["l1", "mse"] = "l1"
     adjoint: Literal["recursive_checkpoint", "backsolve", "direct"] = "recursive_checkpoint"
+    batch_solve: Literal["vmap", "joint"] = "vmap"
 
     @model_validator(mode="after")
     def _window_fits(self):
@@ -80,6 +81,7 @@ def _build_spiral(p: SpiralParams, m: MLPModel) -> NeuralODESpiral:
         atol=p.atol,
         max_steps=p.max_steps,
         loss_kind=p.loss,
+        batch_solve=p.batch_solve,
         width=m.width,
         depth=m.depth,
         activation=m.activation,

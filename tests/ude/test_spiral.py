@@ -97,3 +97,23 @@ def test_failed_solve_in_training_names_the_window_and_time(tmp_path):
     assert "maximum number of solver steps" in reason and "larger max_steps" in reason
     assert "last saved time reached" in reason
     assert json.loads((tmp_path / "summary.json").read_text())["reason"] == reason
+
+
+def test_joint_batch_solve_gives_the_same_loss_and_gradient_as_vmap(x64):
+    # Joint (shared steps) and vmapped (own steps) solves agree to the solver tolerance.
+    import equinox as eqx
+
+    grads = {}
+    for mode, adjoint in (("vmap", "recursive_checkpoint"), ("joint", "backsolve")):
+        problem = build_problem(
+            "neural_ode_spiral",
+            {"n_points": 200, "rtol": 1e-8, "atol": 1e-8, "batch_solve": mode, "adjoint": adjoint},
+            {"width": 8},
+        )
+        model, state = problem.init(jax.random.PRNGKey(0))
+        loss = lambda m: problem.loss(m, state, jax.random.PRNGKey(1))[0]  # noqa: E731
+        grads[mode] = eqx.filter_jit(eqx.filter_value_and_grad(loss))(model)
+    (l_v, g_v), (l_j, g_j) = grads["vmap"], grads["joint"]
+    np.testing.assert_allclose(l_j, l_v, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g_j), jax.tree.leaves(g_v), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
