@@ -39,7 +39,7 @@ libraries (adaptive steps, torchdiffeq's shared step over the batch vs one
 step size per vmapped window in diffrax), so function evaluations are reported.
 Output: markdown on stdout, JSON in `benchmarks/results/ude_vs_torchdiffeq.json`.
 
-    python benchmarks/ude_vs_torchdiffeq.py [--iters 50] [--rounds 5] [--threads 1 2] [--quick]
+    python benchmarks/ude_vs_torchdiffeq.py [--iters 200] [--rounds 5] [--threads 1 2] [--quick]
 """
 
 from __future__ import annotations
@@ -332,10 +332,12 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
             k_s, k_h = f"{side}/{mode}", f"{hand}/{mode}"
             oh = per_iter[k_s] / per_iter[k_h]
             paired_oh = median(a["seconds"] / b["seconds"] for a, b in zip(raw[k_s], raw[k_h], strict=True))
+            # judged on the per-round ratio: both sides ran back to back in each round
             checks[f"{side}/{hand} overhead ({mode})"] = {
-                "value": oh, "paired": paired_oh, "target": "<= 1.05", "ok": oh <= 1.05}
-            print(f"{mode}: {side} / {hand} = {oh:.3f} (per-round median {paired_oh:.3f}; target <= 1.05: "
-                  f"{'OK' if oh <= 1.05 else 'ABOVE'}); identical compiled HLO: {same_program[k_s]}")
+                "value": paired_oh, "ratio_of_medians": oh, "target": "<= 1.05", "ok": paired_oh <= 1.05}
+            print(f"{mode}: {side} / {hand} = {paired_oh:.3f} per-round median ({oh:.3f} ratio of medians; "
+                  f"target <= 1.05: {'OK' if paired_oh <= 1.05 else 'ABOVE'}); identical compiled HLO: "
+                  f"{same_program[k_s]}")
             if k_t in per_iter:
                 sp = per_iter[k_t] / per_iter[k_s]
                 tgt = TARGETS[mode]
@@ -369,7 +371,7 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iters", type=int, default=50, help="training iterations per timed run")
+    ap.add_argument("--iters", type=int, default=200, help="training iterations per timed run")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, len(os.sched_getaffinity(0))],
                     help="torch.set_num_threads values, one torchdiffeq side each (default: 1 and the "

@@ -25,6 +25,10 @@ from sciml.ude._estimation import levenberg_marquardt as levenberg_marquardt
 from sciml.ude._estimation import scaled_residuals as scaled_residuals
 from sciml.ude._fields import UDE as UDE
 from sciml.ude._fields import NeuralODE as NeuralODE
+from sciml.ude._library import AbstractLibrary as AbstractLibrary
+from sciml.ude._library import ConcatLibrary as ConcatLibrary
+from sciml.ude._library import FunctionLibrary as FunctionLibrary
+from sciml.ude._library import PolynomialLibrary as PolynomialLibrary
 from sciml.ude._lorenz import LorenzSINDy as LorenzSINDy
 from sciml.ude._lorenz import lorenz_dynamics as lorenz_dynamics
 from sciml.ude._lotka_volterra import LotkaVolterraUDE as LotkaVolterraUDE
@@ -41,14 +45,8 @@ from sciml.ude._sde import euler_maruyama_nll as euler_maruyama_nll
 from sciml.ude._sde import simulate_sde as simulate_sde
 from sciml.ude._shooting import MultipleShooting as MultipleShooting
 from sciml.ude._shooting import finish_single_shooting as finish_single_shooting
-from sciml.ude._shooting import horizon_curriculum as horizon_curriculum
-from sciml.ude._shooting import sample_windows as sample_windows
 from sciml.ude._shooting import shooting_loss as shooting_loss
 from sciml.ude._shooting import single_shooting_loss as single_shooting_loss
-from sciml.ude._sindy import AbstractLibrary as AbstractLibrary
-from sciml.ude._sindy import ConcatLibrary as ConcatLibrary
-from sciml.ude._sindy import FunctionLibrary as FunctionLibrary
-from sciml.ude._sindy import PolynomialLibrary as PolynomialLibrary
 from sciml.ude._sindy import SINDyPath as SINDyPath
 from sciml.ude._sindy import central_difference as central_difference
 from sciml.ude._sindy import format_equations as format_equations
@@ -62,3 +60,5 @@ from sciml.ude._solve import solve_batch as solve_batch
 from sciml.ude._spiral import CubicMLPField as CubicMLPField
 from sciml.ude._spiral import NeuralODESpiral as NeuralODESpiral
 from sciml.ude._spiral import spiral_dynamics as spiral_dynamics
+from sciml.ude._windows import horizon_curriculum as horizon_curriculum
+from sciml.ude._windows import sample_windows as sample_windows

@@ -25,7 +25,8 @@ from pydantic import Field
 
 from sciml.config import EmptyModel, Section
 from sciml.problems import AbstractProblem
-from sciml.ude._sindy import PolynomialLibrary, central_difference, format_equations, stlsq
+from sciml.ude._library import PolynomialLibrary
+from sciml.ude._sindy import central_difference, format_equations, stlsq
 
 __all__ = [
     "LorenzSINDy",

@@ -11,12 +11,17 @@ samples on [0, 3]. Then equation discovery turns the network into terms:
    coefficients are refitted to the *noisy observations* through the ODE
    solver (Levenberg-Marquardt, known part included), and the support
    with the lowest Bayesian information criterion *of that data refit* is
-   chosen (n log(SSE/n) + k log n).
+   chosen (N log(SSE/N) + k log N over all N = 62 observations).
 
 Step 2 is what makes the pipeline reliable across noise draws: a threshold
 chosen on the network output alone depends on how well the network happened
 to fit, while refitting to the data judges each candidate on what was
-actually observed.
+actually observed. Its limit: the data lie near one closed orbit, on which
+the quadratic monomials are nearly collinear, so a denser model can fit one
+noise draw clearly better (5% noise, seed 3: a 6-term y equation cuts the
+y error by 39%). A BIC with one noise variance per state (the noise is 5%
+of each state's mean) fixes that draw but breaks two others; AICc agrees
+with the pooled BIC. The pooled BIC is kept.
 
 Reference: Rackauckas et al., "Universal Differential Equations for
 Scientific Machine Learning", arXiv:2001.04385 (2020), and the authors'
@@ -25,8 +30,9 @@ Scientific Machine Learning", arXiv:2001.04385 (2020), and the authors'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import diffrax as dfx
 import equinox as eqx
@@ -39,7 +45,8 @@ from sciml.nn import MLP, activation_by_name
 from sciml.problems import AbstractProblem
 from sciml.ude._estimation import levenberg_marquardt
 from sciml.ude._fields import UDE
-from sciml.ude._sindy import PolynomialLibrary, format_equations, stlsq
+from sciml.ude._library import AbstractLibrary, PolynomialLibrary
+from sciml.ude._sindy import format_equations, stlsq
 from sciml.ude._solve import failure_report, solve
 
 __all__ = ["LotkaVolterraUDE", "lotka_volterra", "discover_missing_terms"]
@@ -66,6 +73,7 @@ def _known_lv(t, u, p=None):
 
 
 _MAX_STEPS = 10_000
+_SELECTIONS = ("bic", "tol")
 
 
 def _solve_ts(field, u0, ts, rtol, atol, **kw):
@@ -81,6 +89,38 @@ def _solution(field, u0, ts, rtol, atol, **kw):
         max_steps=_MAX_STEPS,
         **kw,
     )
+
+
+class _Candidate(eqx.Module):
+    """Known physics plus a sparse library term `library(u) @ coefs` (coefs in args)."""
+
+    known: Callable = eqx.field(static=True)
+    known_params: Any
+    library: AbstractLibrary
+
+    def __call__(self, t, u, coefs):
+        return self.known(t, u, self.known_params) + self.library(u) @ coefs
+
+
+@eqx.filter_jit
+def _refit(known, known_params, library, u0, ts, data, rtol, atol, coefs, mask):
+    """Levenberg-Marquardt refit of the active coefficients to the data, and its SSE.
+
+    Module level and filter-jitted, so repeated discoveries (every evaluate,
+    every candidate support) reuse one compiled program.
+    """
+    field = _Candidate(known, known_params, library)
+
+    def simulate(c):
+        # a candidate that blows up is rejected (infinite error), not an error
+        return _solve_ts(field, u0, ts, rtol, atol, args=c, adjoint=dfx.ForwardMode(), throw=False)
+
+    def residual(c, _):
+        return (simulate(c * mask) - data).ravel()
+
+    out = levenberg_marquardt(residual, coefs, max_steps=200, throw=False)
+    c = out.params * mask
+    return c, jnp.sum((simulate(c) - data) ** 2, axis=0)
 
 
 def discover_missing_terms(
@@ -107,17 +147,24 @@ def discover_missing_terms(
         thresholds: STLSQ thresholds to sweep (each gives a candidate support).
         selection: how to choose among the refitted candidates: `"bic"`
             (default) minimises the Bayesian information criterion of the
-            data refit, n log(SSE/n) + k log n, with n observations and k
-            active terms; `"tol"` takes the sparsest candidate whose data
-            SSE is at most (1 + selection_tol) times the UDE's.
+            data refit, N log(SSE/N) + k log N, with N observations (times
+            x states) and k active terms; `"tol"` takes the sparsest
+            candidate whose data SSE is at most (1 + selection_tol) times
+            the UDE's.
         selection_tol: see `selection="tol"`.
         n_dense: points along the fitted trajectory used for the regression.
 
     Returns:
         dict with `coefficients` (L, n) of the chosen model, `support`,
         `sse` of the chosen model, `sse_ude`, and `candidates` (list of
-        (n_active, sse) for every distinct support).
+        (n_active, sse, support) for every distinct support, sse summed
+        over states).
     """
+    if selection not in _SELECTIONS:
+        raise ValueError(
+            f"discover_missing_terms: selection must be one of "
+            f"{', '.join(map(repr, _SELECTIONS))}, got {selection!r}"
+        )
     ts = jnp.asarray(ts)
     t_dense = jnp.linspace(ts[0], ts[-1], n_dense)
     x_hat = _solve_ts(ude, u0, t_dense, rtol, atol, throw=False)
@@ -127,60 +174,55 @@ def discover_missing_terms(
     sse_ude = float(jnp.sum((_solve_ts(ude, u0, ts, rtol, atol, throw=False) - data) ** 2))
     known_params = ude.physical_params()
 
-    def simulate(coefs):
-        def field(t, u, c):
-            return ude.known(t, u, known_params) + library(u) @ c
+    data = jnp.asarray(data)
+    u0 = jnp.asarray(u0)
 
-        # a candidate that blows up is rejected (infinite error), not an error
-        return _solve_ts(
-            field, u0, ts, rtol, atol, args=coefs, adjoint=dfx.ForwardMode(), throw=False
-        )
-
-    @jax.jit
-    def refit(coefs, mask):
-        def residual(c, _):
-            return (simulate(c * mask) - data).ravel()
-
-        out = levenberg_marquardt(residual, coefs, max_steps=200, throw=False)
-        c = out.params * mask
-        return c, jnp.sum((simulate(c) - data) ** 2)
-
-    seen: dict[tuple, tuple[np.ndarray, float]] = {}
+    seen: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # support -> (coefs, SSE per state)
     for thr in np.asarray(thresholds):
         coefs = stlsq(theta, target, float(thr))
         mask = np.asarray(coefs != 0)
         key = tuple(mask.ravel().tolist())
         if key in seen or not mask.any():
             continue
-        c, sse = refit(coefs, jnp.asarray(mask, coefs.dtype))
-        sse = float(sse)
-        if not np.all(np.isfinite(np.asarray(c))):
-            sse = np.inf
-        seen[key] = (np.asarray(c), sse if np.isfinite(sse) else np.inf)
+        c, sse = _refit(
+            ude.known, known_params, library, u0, ts, data, rtol, atol, coefs,
+            jnp.asarray(mask, coefs.dtype),
+        )
+        c, sse = np.asarray(c), np.asarray(sse, dtype=float)
+        if not (np.all(np.isfinite(c)) and np.all(np.isfinite(sse))):
+            sse = np.full_like(sse, np.inf)
+        seen[key] = (c, sse)
     if not seen:
         raise RuntimeError("discover_missing_terms: every threshold removed every term")
     candidates = sorted(
-        ((int(sum(k)), sse, c, k) for k, (c, sse) in seen.items()), key=lambda r: (r[0], r[1])
+        ((int(sum(k)), sse, c, k) for k, (c, sse) in seen.items()),
+        key=lambda r: (r[0], float(r[1].sum())),
     )
-    n_obs = np.asarray(data).size
+    n_times, n_states = data.shape
+    n_obs = n_times * n_states
     # Below the solver's accuracy, smaller errors mean nothing: without this
     # floor, noise-free data would reward extra terms for fitting round-off.
-    floor = (10 * rtol) ** 2 * float(jnp.sum(jnp.asarray(data) ** 2))
+    floor = (10 * rtol) ** 2 * np.asarray(jnp.sum(data**2, axis=0))  # per state
 
     def bic(n_active, sse):
-        return n_obs * np.log(max(sse, floor) / n_obs) + n_active * np.log(n_obs)
+        # one noise variance for all states; a per-state variance was tried
+        # and did worse (see the module docstring)
+        fit = n_obs * np.log(max(float(sse.sum()), float(floor.sum())) / n_obs)
+        return fit + n_active * np.log(n_obs)
 
     if selection == "bic":
         best = min(candidates, key=lambda r: bic(r[0], r[1]))
     else:
-        accepted = [r for r in candidates if r[1] <= (1 + selection_tol) * sse_ude]
-        best = accepted[0] if accepted else min(candidates, key=lambda r: r[1])
+        accepted = [r for r in candidates if r[1].sum() <= (1 + selection_tol) * sse_ude]
+        best = accepted[0] if accepted else min(candidates, key=lambda r: r[1].sum())
     return {
         "coefficients": best[2],
         "support": np.asarray(best[3]).reshape(best[2].shape),
-        "sse": best[1],
+        "sse": float(best[1].sum()),
         "sse_ude": sse_ude,
-        "candidates": [(n, s, np.asarray(k).reshape(best[2].shape)) for n, s, _, k in candidates],
+        "candidates": [
+            (n, float(s.sum()), np.asarray(k).reshape(best[2].shape)) for n, s, _, k in candidates
+        ],
     }
 
 
@@ -253,8 +295,11 @@ class LotkaVolterraUDE(AbstractProblem):
         eps = jax.random.normal(jax.random.PRNGKey(noise_seed), truth.shape, truth.dtype)
         self.data = truth + noise * jnp.mean(truth, axis=0) * eps
         self.width, self.depth, self.activation = width, depth, activation
-        if selection not in ("bic", "tol"):
-            raise ValueError(f"LotkaVolterraUDE: selection must be 'bic' or 'tol', got {selection!r}")
+        if selection not in _SELECTIONS:
+            raise ValueError(
+                f"LotkaVolterraUDE: selection must be one of {', '.join(map(repr, _SELECTIONS))}, "
+                f"got {selection!r}"
+            )
         self.degree, self.selection, self.selection_tol = degree, selection, selection_tol
         self.rtol, self.atol = rtol, atol
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sciml.config import ConfigError, EmptyModel, validate_section
+from sciml.ude import PolynomialLibrary
 from sciml.ude._lorenz import (
     LorenzParams,
     LorenzSINDy,
@@ -13,7 +14,6 @@ from sciml.ude._lorenz import (
     lorenz_coefficients,
     lorenz_dynamics,
 )
-from sciml.ude._sindy import PolynomialLibrary
 
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
 

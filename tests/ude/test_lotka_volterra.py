@@ -4,8 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sciml.ude import UDE, LotkaVolterraUDE, discover_missing_terms
-from sciml.ude._sindy import PolynomialLibrary
+from sciml.ude import UDE, LotkaVolterraUDE, PolynomialLibrary, discover_missing_terms
 
 
 def exact_missing(u):
@@ -38,7 +37,7 @@ def test_evaluate_reports_exact_recovery_for_exact_network(x64):
 def test_invalid_settings():
     with pytest.raises(ValueError, match="noise must be >= 0"):
         LotkaVolterraUDE(noise=-0.1)
-    with pytest.raises(ValueError, match="selection must be 'bic' or 'tol'"):
+    with pytest.raises(ValueError, match="selection must be one of 'bic', 'tol', got 'aic'"):
         LotkaVolterraUDE(selection="aic")
 
 

@@ -9,14 +9,15 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sciml.ude import solve, spiral_dynamics
-from sciml.ude._shooting import (
+from sciml.ude import (
     MultipleShooting,
     finish_single_shooting,
     horizon_curriculum,
     sample_windows,
     shooting_loss,
     single_shooting_loss,
+    solve,
+    spiral_dynamics,
 )
 
 A_TRUE = np.array([[-0.1, 2.0], [-2.0, -0.1]])

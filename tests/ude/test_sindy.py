@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sciml.ude._sindy import (
+from sciml.ude import (
     ConcatLibrary,
     FunctionLibrary,
     PolynomialLibrary,

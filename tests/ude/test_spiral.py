@@ -111,7 +111,9 @@ def test_joint_batch_solve_gives_the_same_loss_and_gradient_as_vmap(x64):
             {"width": 8},
         )
         model, state = problem.init(jax.random.PRNGKey(0))
-        loss = lambda m: problem.loss(m, state, jax.random.PRNGKey(1))[0]  # noqa: E731
+        def loss(m, problem=problem, state=state):
+            return problem.loss(m, state, jax.random.PRNGKey(1))[0]
+
         grads[mode] = eqx.filter_jit(eqx.filter_value_and_grad(loss))(model)
     (l_v, g_v), (l_j, g_j) = grads["vmap"], grads["joint"]
     np.testing.assert_allclose(l_j, l_v, rtol=1e-6)
