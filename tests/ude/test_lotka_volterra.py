@@ -1,5 +1,7 @@
 """ude_lotka_volterra: discovery pipeline on an exact network, and the full recipe (slow)."""
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -54,3 +56,16 @@ def test_default_recipe_recovers_the_interaction(x64):
     assert result.summary["exact_terms_recovered"] == 1
     assert result.summary["interaction_coef_rel_error"] < 0.1
     assert result.summary["extrapolation_rel_error"] < 0.2
+
+
+def test_diagnose_names_a_blown_up_solve(x64):
+    problem = LotkaVolterraUDE()
+    healthy = UDE(lambda t, u, p: jnp.stack([1.3 * u[0], -1.8 * u[1]]), exact_missing)
+    assert problem.diagnose(healthy, None, None) is None
+    # y' = y^2 from y(0) = 4.63 blows up at t = 1/4.63 = 0.216, inside [0, 3]
+    blowup = UDE(lambda t, u, p: jnp.zeros(2), lambda u: jnp.stack([0.0 * u[0], u[1] ** 2]))
+    reason = problem.diagnose(blowup, None, None)
+    assert "the UDE solve from u0 over t = [0, 3] (max_steps=10000) failed" in reason
+    t_reached = float(re.search(r"last saved time reached: ([0-9.e+-]+?)\.? ", reason).group(1))
+    assert t_reached == pytest.approx(0.2)  # the last save time before the blow-up at 0.216
+    assert "larger max_steps" in reason
