@@ -48,6 +48,12 @@ def _check_vector_field(vf, t0, y0, args) -> None:
         )
 
 
+def _is_imex(solver) -> bool:
+    """Whether `solver` takes an (explicit, implicit) pair of terms (KenCarp, Sil3)."""
+    structure = getattr(solver, "term_structure", None)
+    return getattr(structure, "__origin__", None) is dfx.MultiTerm
+
+
 def solve(
     vector_field: Callable[[Any, Any, Any], Any],
     y0,
@@ -73,12 +79,15 @@ def solve(
     chosen for neural differential equations.
 
     Args:
-        vector_field: `f(t, y, args) -> dy/dt` on one state (vmap for batches).
+        vector_field: `f(t, y, args) -> dy/dt` on one state (vmap for batches);
+            for an IMEX solver (`KenCarp3/4/5`, `Sil3`) a pair
+            `(explicit, implicit)` whose sum is dy/dt, the stiff part in
+            `implicit`.
         y0: initial state (array or pytree of arrays) at `t0`.
         ts: 1-D increasing save times; or give `t0`, `t1` (and `saveat`).
         args: passed to `vector_field`.
         solver: a diffrax solver (default `Tsit5()`; `Kvaerno5()` for stiff
-            problems).
+            problems, `KenCarp4()` / `KenCarp5()` for stiff + non-stiff splits).
         stepsize_controller: default `PIDController(rtol=1e-3, atol=1e-6)`;
             `ConstantStepSize()` needs `dt0`.
         dt0: initial (or fixed) step; `None` lets the controller choose.
@@ -115,13 +124,37 @@ def solve(
                 "use e.g. jnp.asarray(y0, float)"
             )
     solver = dfx.Tsit5() if solver is None else solver
+    split = isinstance(vector_field, (tuple, list))
+    imex = _is_imex(solver)
+    if split and len(vector_field) != 2:
+        raise ValueError(
+            f"solve: a split vector field must be (explicit, implicit), got {len(vector_field)} parts"
+        )
+    if split and not imex:
+        raise ValueError(
+            "solve: a split vector field (explicit, implicit) needs an IMEX solver "
+            f"(diffrax.KenCarp3/4/5 or Sil3), got {type(solver).__name__}"
+        )
+    if imex and not split:
+        raise ValueError(
+            f"solve: {type(solver).__name__} is an IMEX solver: pass "
+            "vector_field=(explicit, implicit) with the stiff part in `implicit` "
+            "(`(zero_field, f)` treats all of f implicitly), or use diffrax.Kvaerno5 "
+            "for a fully implicit solve"
+        )
     if stepsize_controller is None:
         stepsize_controller = dfx.PIDController(rtol=1e-3, atol=1e-6)
     if isinstance(stepsize_controller, dfx.ConstantStepSize) and dt0 is None:
         raise ValueError("solve: ConstantStepSize needs a step dt0")
-    _check_vector_field(vector_field, t0, y0, args)
+    if split:
+        for part in vector_field:
+            _check_vector_field(part, t0, y0, args)
+        terms = dfx.MultiTerm(*(dfx.ODETerm(part) for part in vector_field))
+    else:
+        _check_vector_field(vector_field, t0, y0, args)
+        terms = dfx.ODETerm(vector_field)
     return dfx.diffeqsolve(
-        dfx.ODETerm(vector_field),
+        terms,
         solver,
         t0,
         t1,

@@ -203,3 +203,33 @@ def test_solve_batch_rejects_bad_input():
         solve_batch(lambda t, y, a: jnp.zeros(3), Y0S, ts, mode="joint")
     with pytest.raises(ValueError, match=r"different batch sizes \[2, 3\]"):
         solve_batch(lambda t, y, a: y, (Y0S, Y0S[:2]), ts)
+
+
+# --- IMEX (KenCarp) ------------------------------------------------------------------
+
+
+def test_kencarp_on_a_stiff_split_problem_with_a_closed_form(x64):
+    # y' = lam (y - cos t) - sin t, lam = -1e4: y = cos t from y(0) = 1. The
+    # stiff relaxation is implicit, the forcing explicit.
+    lam = -1.0e4
+    explicit = lambda t, y, a: -jnp.sin(t) * jnp.ones_like(y)  # noqa: E731
+    implicit = lambda t, y, a: lam * (y - jnp.cos(t))  # noqa: E731
+    ts = jnp.linspace(0.0, 2.0, 11)
+    for solver in (dfx.KenCarp4(), dfx.KenCarp5()):
+        sol = solve((explicit, implicit), jnp.array([1.0]), ts, solver=solver,
+                    stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-8))
+        np.testing.assert_allclose(sol.ys[:, 0], np.cos(np.asarray(ts)), atol=1e-5)
+        # Tsit5 needs ~7000 steps here (stability-limited, h < 3.3 / |lam|); KenCarp 300-450
+        assert int(sol.stats["num_steps"]) < 1000
+
+
+def test_imex_solver_needs_a_split_field():
+    ts = jnp.linspace(0.0, 1.0, 3)
+    with pytest.raises(ValueError, match=r"KenCarp4 is an IMEX solver: pass vector_field=\(explicit, implicit\)"):
+        solve(decay, jnp.ones(2), ts, args=1.0, solver=dfx.KenCarp4())
+    with pytest.raises(ValueError, match="needs an IMEX solver .* got Tsit5"):
+        solve((decay, decay), jnp.ones(2), ts, args=1.0)
+    with pytest.raises(ValueError, match="must be \\(explicit, implicit\\), got 3 parts"):
+        solve((decay, decay, decay), jnp.ones(2), ts, args=1.0, solver=dfx.KenCarp4())
+    with pytest.raises(ValueError, match=r"returns shapes \[\(3,\)\] for y0 of shapes \[\(2,\)\]"):
+        solve((decay, lambda t, y, a: jnp.zeros(3)), jnp.ones(2), ts, args=1.0, solver=dfx.KenCarp4())
