@@ -162,6 +162,7 @@ class LotkaVolterraParams(Section):
     t_end: Annotated[float, Field(gt=0)] = 3.0
     dt: Annotated[float, Field(gt=0)] = 0.1
     degree: Annotated[int, Field(ge=1, le=5)] = 2
+    alpha: Annotated[float, Field(ge=0)] = 0.05
     selection: Literal["bic", "tol"] = "bic"
     selection_tol: Annotated[float, Field(ge=0)] = 0.1
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-7

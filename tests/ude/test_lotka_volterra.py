@@ -69,3 +69,20 @@ def test_diagnose_names_a_blown_up_solve(x64):
     t_reached = float(re.search(r"last saved time reached: ([0-9.e+-]+?)\.? ", reason).group(1))
     assert t_reached == pytest.approx(0.2)  # the last save time before the blow-up at 0.216
     assert "larger max_steps" in reason
+
+
+@pytest.mark.parametrize("normalize", [None, False])
+def test_degree_3_library_on_an_exact_network(normalize, x64):
+    # Above degree 2 the columns are normalised by default; either way an
+    # exact network gives exactly the two x y terms once the ridge is off
+    # (with alpha = 0.05 the near-collinear degree-3 columns share the fit).
+    problem = LotkaVolterraUDE(noise=0.0)
+    ude = UDE(lambda t, u, p: jnp.stack([1.3 * u[0], -1.8 * u[1]]), exact_missing)
+    lib = PolynomialLibrary(2, 3)
+    found = discover_missing_terms(ude, problem.u0, problem.ts, problem.data, library=lib,
+                                   thresholds=np.logspace(-3, 0.5, 20), normalize_columns=normalize,
+                                   alpha=0.0)
+    support = found["support"]
+    ixy = lib.feature_names(["x", "y"]).index("x y")
+    assert support.sum() == 2 and support[ixy, 0] and support[ixy, 1]
+    np.testing.assert_allclose(found["coefficients"][ixy], [-0.9, 0.8], rtol=1e-5)
