@@ -162,6 +162,18 @@ def _make_step(problem_static, model_static, optimizer):
     return step
 
 
+def _jitted_loss_and_grad(problem_static, model_static, mesh):
+    """Jitted `(problem_arrays, params, state, key) -> ((loss, aux), grads)`."""
+
+    def loss_and_grad(problem_arrays, params, state, key):
+        problem = eqx.combine(problem_arrays, problem_static)
+        loss_fn = _loss_of_params(problem, model_static, state, key)
+        with batch_sharding(mesh):
+            return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    return jax.jit(loss_and_grad)
+
+
 def make_loss_and_grad(problem, model, *, devices: int | str = 1):
     """Jitted `(params, state, key) -> ((loss, (state, metrics)), grads)` for `problem`.
 
@@ -173,14 +185,7 @@ def make_loss_and_grad(problem, model, *, devices: int | str = 1):
     params, model_static = eqx.partition(model, eqx.is_array)
     problem_arrays, problem_static = eqx.partition(problem, eqx.is_array)
     mesh = make_mesh(devices)
-
-    def loss_and_grad(problem_arrays, params, state, key):
-        problem = eqx.combine(problem_arrays, problem_static)
-        loss_fn = _loss_of_params(problem, model_static, state, key)
-        with batch_sharding(mesh):
-            return jax.value_and_grad(loss_fn, has_aux=True)(params)
-
-    jitted = jax.jit(loss_and_grad)
+    jitted = _jitted_loss_and_grad(problem_static, model_static, mesh)
     problem_arrays = replicate(problem_arrays, mesh)
 
     def call(params, state, key):
@@ -230,16 +235,8 @@ def _diagnose(problem, problem_static, model_static, problem_arrays, ts: TrainSt
     model = eqx.combine(ts.params, model_static)
     parts = []
     try:
-
-        def loss_and_grad(problem_arrays, params, state, key):
-            problem = eqx.combine(problem_arrays, problem_static)
-            loss_fn = _loss_of_params(problem, model_static, state, key)
-            with batch_sharding(mesh):
-                return jax.value_and_grad(loss_fn, has_aux=True)(params)
-
-        (loss, _), grads = jax.jit(loss_and_grad)(
-            problem_arrays, ts.params, ts.problem_state, key
-        )
+        loss_and_grad = _jitted_loss_and_grad(problem_static, model_static, mesh)
+        (loss, _), grads = loss_and_grad(problem_arrays, ts.params, ts.problem_state, key)
         loss = float(loss)
         if not math.isfinite(loss):
             parts.append(f"the loss is {loss}")

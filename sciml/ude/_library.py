@@ -20,7 +20,6 @@ from jaxtyping import Array, Float
 __all__ = ["AbstractLibrary", "PolynomialLibrary", "FunctionLibrary", "ConcatLibrary"]
 
 
-
 class AbstractLibrary(eqx.Module):
     """A library of candidate functions Θ: R^n_vars -> R^n_features on one point.
 
