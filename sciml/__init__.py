@@ -5,10 +5,12 @@ Importing `sciml` is cheap and has no side effects: the subpackages
 
 Core names available from the top level:
 
-- `fit`, `TrainState`, `FitResult`, `TrainingDiverged` (from `sciml.trainer`)
+- `fit`, `TrainState`, `FitResult`, `TrainingDiverged`, `TrainConfig`,
+  `Callback`, `EarlyStopping` (from `sciml.trainer`)
+- `register_optimizer`, `make_optimizer` (from `sciml.optim`)
 - `AbstractProblem`, `register_problem`, `list_problems`, `get_problem_spec`,
   `build_problem` (from `sciml.problems`)
-- `load_config`, `ConfigError`, `TrainConfig` (from `sciml.config`)
+- `load_config` (from `sciml.cli_config`), `ConfigError` (from `sciml.config`)
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ _LAZY = {
     "register_problem": "sciml.problems",
     "list_problems": "sciml.problems",
     "get_problem_spec": "sciml.problems",
-    "load_config": "sciml.config",
+    "load_config": "sciml.cli_config",
     "ConfigError": "sciml.config",
-    "TrainConfig": "sciml.config",
+    "TrainConfig": "sciml.trainer",
+    "Callback": "sciml.trainer",
+    "EarlyStopping": "sciml.trainer",
+    "register_optimizer": "sciml.optim",
+    "make_optimizer": "sciml.optim",
     "build_problem": "sciml.problems",
 }
 

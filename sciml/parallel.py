@@ -1,21 +1,38 @@
-"""Data parallelism over the local devices: a 1-D mesh, sharded batches.
+"""Data parallelism: a 1-D device mesh, sharded batches, several processes.
 
 Parameters stay replicated; a Problem marks its batch arrays with
 `shard_batch` inside `loss`, and XLA inserts the reductions. Outside a
 `batch_sharding` context `shard_batch` is the identity, so problems work
 unchanged from research code.
+
+Several processes (hosts) train one model with JAX's multi-controller
+runtime: every process runs the same program on its own devices, after
+`initialize_distributed` (the `--distributed` CLI flag). The mesh then spans
+every process's devices, batch arrays are split over all of them, and only
+process 0 writes the run directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["BATCH_AXIS", "make_mesh", "batch_sharding", "shard_batch", "replicate"]
+__all__ = [
+    "BATCH_AXIS",
+    "make_mesh",
+    "batch_sharding",
+    "shard_batch",
+    "replicate",
+    "put_replicated",
+    "to_host",
+    "is_main_process",
+    "initialize_distributed",
+]
 
 BATCH_AXIS = "batch"
 """Name of the mesh axis that batch arrays are split along."""
@@ -25,12 +42,59 @@ _current_mesh: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
 )
 
 
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids: list[int] | None = None,
+) -> None:
+    """Join a multi-process (multi-host) run: `jax.distributed.initialize` with checks.
+
+    Arguments left `None` are taken from the environment as JAX does on
+    clusters (SLURM, Open MPI, Kubernetes, Cloud TPU), or from the variables
+    `SCIML_COORDINATOR_ADDRESS` (host:port of process 0),
+    `SCIML_NUM_PROCESSES` and `SCIML_PROCESS_ID`. On CPU the cross-process
+    collectives use gloo. Must run before any other JAX call that touches
+    devices; calling it again is a no-op.
+    """
+    if jax.distributed.is_initialized():
+        return
+    env = os.environ
+    coordinator_address = coordinator_address or env.get("SCIML_COORDINATOR_ADDRESS")
+    if num_processes is None and "SCIML_NUM_PROCESSES" in env:
+        num_processes = int(env["SCIML_NUM_PROCESSES"])
+    if process_id is None and "SCIML_PROCESS_ID" in env:
+        process_id = int(env["SCIML_PROCESS_ID"])
+    if num_processes is not None and num_processes < 1:
+        raise ValueError(f"initialize_distributed: num_processes must be >= 1, got {num_processes}")
+    if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"initialize_distributed: process_id must be in [0, {num_processes}), got {process_id}"
+        )
+    if "cpu" in env.get("JAX_PLATFORMS", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        local_device_ids=local_device_ids,
+    )
+
+
+def is_main_process() -> bool:
+    """Whether this is process 0 (the one that writes files in a multi-process run)."""
+    return jax.process_index() == 0
+
+
 def make_mesh(devices: int | str = 1) -> Mesh:
-    """Return a 1-D mesh over the first `devices` local devices (`"all"`: every one).
+    """A 1-D mesh over the first `devices` devices (`"all"`: every one).
+
+    With several processes the mesh spans every process's devices and
+    `devices` must be `"all"` or the global device count.
 
     Raises `ValueError` if more devices are asked for than exist.
     """
-    available = jax.local_devices()
+    available = jax.devices() if jax.process_count() > 1 else jax.local_devices()
     if devices == "all":
         n = len(available)
     elif isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1:
@@ -39,8 +103,13 @@ def make_mesh(devices: int | str = 1) -> Mesh:
         raise ValueError(f"devices must be a positive integer or 'all', got {devices!r}")
     if n > len(available):
         raise ValueError(
-            f"devices={n} requested but only {len(available)} local device(s) exist "
+            f"devices={n} requested but only {len(available)} device(s) exist "
             f"({available[0].platform}); use devices: all or a smaller number"
+        )
+    if jax.process_count() > 1 and n != len(available):
+        raise ValueError(
+            f"devices={n}: a run over {jax.process_count()} processes uses all "
+            f"{len(available)} devices; use devices: all"
         )
     return Mesh(np.asarray(available[:n]), (BATCH_AXIS,))
 
@@ -78,11 +147,48 @@ def shard_batch(x):
     return jax.tree.map(constrain, x)
 
 
+def _put(a, sharding: NamedSharding):
+    if sharding.is_fully_addressable:
+        return jax.device_put(a, sharding)
+    # A mesh over several processes: each process supplies its own devices'
+    # copies (the value is the same everywhere: same seed, same program).
+    host = np.asarray(to_host(a))
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def replicate(tree, mesh: Mesh | None):
     """Place every array of `tree` on all devices of `mesh` (no-op for `None`)."""
     if mesh is None:
         return tree
     sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.tree.map(lambda a: _put(a, sharding) if isinstance(a, jax.Array) else a, tree)
+
+
+def put_replicated(tree, mesh: Mesh):
+    """Every array leaf of `tree` (JAX or NumPy) placed on all devices of `mesh`."""
+    sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree.map(
-        lambda a: jax.device_put(a, sharding) if isinstance(a, jax.Array) else a, tree
+        lambda a: _put(a, sharding) if isinstance(a, (jax.Array, np.ndarray)) else a, tree
     )
+
+
+def to_host(tree):
+    """Every JAX array of `tree` as a NumPy array on this host.
+
+    Arrays spread over several processes are gathered (a collective: every
+    process must call this on the same arrays); replicated ones are read
+    from a local copy.
+    """
+
+    def get(a):
+        if not isinstance(a, jax.Array):
+            return a
+        if a.is_fully_addressable:
+            return np.asarray(a)
+        if a.is_fully_replicated:
+            return np.asarray(a.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(get, tree)

@@ -19,7 +19,10 @@ from typing import Any
 
 import yaml
 
-from sciml.config import ConfigError, apply_overrides, load_config, load_yaml, validate_config
+from sciml.cli_config import apply_overrides, load_config, load_yaml
+from sciml.config import validate_config
+from sciml.plugins import PluginError
+from sciml.schema import ConfigError
 
 __all__ = ["main", "run_config", "load_run", "LoadedRun"]
 
@@ -35,6 +38,7 @@ _RESUME_OVERRIDABLE = {
     "train.keep_checkpoints",
     "train.progress",
     "train.devices",
+    "train.compilation_cache",
 }
 _RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints")
 
@@ -54,8 +58,9 @@ run directory (default runs/<config file name>):
   figures/. An existing run is never replaced unless --overwrite is given;
   continue it with --resume instead.
 
-exit status: 0 done, 2 bad config or arguments, 3 training diverged (the last
-good checkpoint is kept), 130 interrupted (resume with --resume).
+exit status: 0 done, 1 a plug-in failed to import, 2 bad config or arguments,
+3 training diverged (the last good checkpoint is kept), 130 interrupted
+(resume with --resume).
 """
 
 
@@ -76,6 +81,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
     p.add_argument("--print-config", action="store_true", help="print the fully resolved config and exit")
     p.add_argument("--list", action="store_true", help="list the registered problems and exit")
+    dist = p.add_argument_group(
+        "several processes (multi-host)",
+        "run the same command on every process; only process 0 writes the run directory",
+    )
+    dist.add_argument(
+        "--distributed",
+        action="store_true",
+        help="initialise JAX's multi-process runtime (settings from the cluster environment "
+        "or the flags below / SCIML_COORDINATOR_ADDRESS, SCIML_NUM_PROCESSES, SCIML_PROCESS_ID)",
+    )
+    dist.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    dist.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    dist.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
     return p
 
 
@@ -98,20 +116,25 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False):
     """Build the problem and optimizer of validated config `cfg` and train into `run_dir`."""
     import jax
 
+    from sciml.cache import enable_compilation_cache
     from sciml.checkpoint import atomic_write_bytes
     from sciml.optim import make_optimizer
+    from sciml.parallel import is_main_process
     from sciml.problems import get_problem_spec
     from sciml.trainer import fit
 
     _check_devices(cfg)
     if cfg.train.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    if cfg.train.compilation_cache:
+        enable_compilation_cache()
     spec = get_problem_spec(cfg.problem_name)
     problem = spec.build(cfg.problem, cfg.model)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    atomic_write_bytes(run_dir / "config.yaml", text.encode())
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+        atomic_write_bytes(run_dir / "config.yaml", text.encode())
     return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume)
 
 
@@ -143,13 +166,12 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
         >>> run = load_run("runs/neural_ode_spiral")
         >>> run.problem.evaluate(run.model, run.state, jax.random.PRNGKey(0))
     """
-    import equinox as eqx
     import jax
 
     from sciml.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
     from sciml.optim import make_optimizer
     from sciml.problems import get_problem_spec
-    from sciml.trainer import init_train_state
+    from sciml.trainer import init_train_state, join_model
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.yaml"
@@ -172,7 +194,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
             f"no checkpoint for step {step} in {run_dir}/checkpoints; available: {sorted(found)}"
         )
     ts = load_checkpoint(found[step], template)
-    model = eqx.combine(ts.params, model_static)
+    model = join_model(ts.params, ts.buffers, model_static)
     return LoadedRun(cfg, problem, model, ts.problem_state, int(ts.step), ts)
 
 
@@ -197,7 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     ns = parser.parse_args(argv)
     run_dir = None
+    if ns.coordinator or ns.num_processes is not None or ns.process_id is not None:
+        ns.distributed = True
     try:
+        if ns.distributed:
+            from sciml.parallel import initialize_distributed
+
+            try:
+                initialize_distributed(ns.coordinator, ns.num_processes, ns.process_id)
+            except (ValueError, RuntimeError) as e:
+                raise ConfigError(f"error: --distributed: {e}") from None
         if ns.list:
             from sciml.problems import list_problems
 
@@ -229,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.print_config:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
-        if not resume and run_dir.exists():
+        from sciml.parallel import is_main_process
+
+        if not resume and run_dir.exists() and is_main_process():
             if _holds_run(run_dir):
                 if not ns.overwrite:
                     raise ConfigError(
@@ -253,10 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return EXIT_CONFIG
+    except PluginError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         hint = f"; continue with: python -m sciml.train --resume {run_dir}" if run_dir else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return 130
+    if not is_main_process():
+        return 0
     shown = {k: v for k, v in result.summary.items() if not isinstance(v, (list, dict))}
     print(f"run directory: {run_dir}")
     for k, v in shown.items():

@@ -367,3 +367,42 @@ def test_adam_then_lbfgs_from_config_reaches_the_minimiser(x64, getkey):
     assert after_adam.summary["distance_to_lstsq"] > 1e-2  # Adam alone is far
     result = fit(problem, make_optimizer(cfg, 80), quiet(steps=80, log_every=40))
     assert result.summary["distance_to_lstsq"] < 1e-8  # L-BFGS finishes the job
+
+
+# --- callbacks ----------------------------------------------------------------------
+
+
+def test_user_callbacks_log_and_stop_early(tmp_path, x64, getkey):
+    from sciml.trainer import Callback, EarlyStopping
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_start(self, run, ts):
+            self.calls.append(("start", run.start_step))
+
+        def on_chunk(self, run, record, ts):
+            self.calls.append(("chunk", record["step"], int(ts.step)))
+
+        def on_end(self, run, result):
+            self.calls.append(("end", result.step))
+
+        def close(self):
+            self.calls.append(("close",))
+
+    recorder = Recorder()
+    stopper = EarlyStopping("eval/distance_to_lstsq", threshold=1e-3, patience=100)
+    train = quiet(steps=5000, log_every=50, eval_every=50, checkpoint_every=1000)
+    result = fit(least_squares(getkey()), optax.adam(0.05), train, run_dir=tmp_path, callbacks=[recorder, stopper])
+    # stopped at the first evaluation below the threshold, well before 5000 steps
+    evals = [r for r in result.history if "loss" in r]
+    assert stopper.stopped_at == result.step < 5000
+    assert evals[-1]["eval/distance_to_lstsq"] < 1e-3 <= evals[-2]["eval/distance_to_lstsq"]
+    assert result.summary["status"] == "stopped"
+    assert recorder.calls[0] == ("start", 0) and recorder.calls[-2:] == [("end", result.step), ("close",)]
+    assert [c[1] for c in recorder.calls if c[0] == "chunk"] == list(range(50, result.step + 1, 50))
+    assert all(c[1] == c[2] for c in recorder.calls if c[0] == "chunk")
+    # the stopped state is the final checkpoint
+    assert latest_checkpoint(tmp_path / "checkpoints")[0] == result.step
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "stopped"

@@ -1,0 +1,42 @@
+"""The `train` section of a config: the training loop's settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sciml.schema import NonNegativeInt, PositiveInt, Section
+
+__all__ = ["TrainConfig"]
+
+
+class TrainConfig(Section):
+    """Training-loop settings.
+
+    Attributes:
+        steps: total optimizer steps.
+        seed: seed of the run's PRNG key (model init and every batch).
+        log_every: steps per compiled chunk (one host round-trip), and per
+            line of `metrics.jsonl`.
+        eval_every: steps between calls of the problem's `evaluate` (`null`:
+            only at the end).
+        checkpoint_every: steps between checkpoints (`null`: only at the end).
+        keep_checkpoints: how many recent checkpoints to keep (`null`: all).
+        devices: `1`, a device count, or `all` devices (data parallel; with
+            several processes, `all` spans every process's devices).
+        dtype: `float64` switches JAX to double precision for this run.
+        progress: show a progress bar.
+        compilation_cache: keep compiled programs in JAX's persistent cache
+            (`$SCIML_CACHE_DIR`, else `~/.cache/sciml/jax`), so a repeated run
+            of the same program skips compilation.
+    """
+
+    steps: PositiveInt = 1000
+    seed: NonNegativeInt = 0
+    log_every: PositiveInt = 100
+    eval_every: PositiveInt | None = None
+    checkpoint_every: PositiveInt | None = 1000
+    keep_checkpoints: PositiveInt | None = 3
+    devices: PositiveInt | Literal["all"] = 1
+    dtype: Literal["float32", "float64"] = "float32"
+    progress: bool = True
+    compilation_cache: bool = True
