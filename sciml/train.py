@@ -4,7 +4,7 @@
     python -m sciml.train --resume RUN_DIR [train.KEY=VALUE ...]
     python -m sciml.train --list
 
-Exit status: 0 success, 2 invalid config or arguments, 3 training diverged,
+Exit status: 0 success, 1 a plug-in failed to import, 2 invalid config or arguments, 3 training diverged,
 130 interrupted.
 """
 

@@ -1,15 +1,20 @@
 """The contract every registered problem must meet (see tests/helpers.py)."""
 
+import json
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from helpers import PROBLEMS
 from sciml.checkpoint import load_checkpoint, save_checkpoint
-from sciml.problems import build_problem, list_problems
+from sciml.problems import build_problem, has_hook, list_problems
+from sciml.trainer import TrainConfig, fit, split_model
 
 
 def test_catalogue_lists_every_registered_problem():
@@ -35,13 +40,13 @@ def test_init_and_jitted_loss_is_finite(problem, getkey):
 def test_gradient_matches_central_differences(problem, getkey):
     model, state = problem.init(getkey())
     key = getkey()
-    params, static = eqx.partition(model, eqx.is_inexact_array)
+    params, buffers, static = split_model(model)  # exactly what the trainer differentiates
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     assert flat.dtype == jnp.float64
 
     @jax.jit
     def f(vec):
-        return problem.loss(eqx.combine(unravel(vec), static), state, key)[0]
+        return problem.loss(eqx.combine(unravel(vec), buffers, static), state, key)[0]
 
     grad = jax.grad(f)(flat)
     eps = 1e-6
@@ -75,3 +80,37 @@ def test_checkpoint_round_trip(problem, getkey, tmp_path):
     for a, b in zip(leaves_a, leaves_b):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+
+
+def test_short_fit_writes_a_complete_run_directory(problem, tmp_path):
+    train = TrainConfig(steps=4, log_every=2, checkpoint_every=2, progress=False, compilation_cache=False)
+    result = fit(problem, optax.adam(1e-3), train, run_dir=tmp_path)
+    assert result.step == 4 and result.traces == 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and np.isfinite(summary["final_loss"])
+    assert set(problem.metric_names) <= set(summary)
+    for path in problem.figures(result.model, result.state, tmp_path / "figures"):
+        assert (tmp_path / "figures").samefile(Path(path).parent) and Path(path).stat().st_size > 1000
+    assert (tmp_path / "figures" / "loss.png").stat().st_size > 1000
+
+
+def test_diagnose_runs_on_a_healthy_step(problem, getkey):
+    model, state = problem.init(getkey())
+    out = problem.diagnose(model, state, getkey())
+    assert out is None or isinstance(out, str)
+
+
+def test_optional_hooks_keep_their_contract(problem, getkey):
+    model, state = problem.init(getkey())
+    key = getkey()
+    if has_hook(problem, "advance"):
+        advanced = jax.jit(problem.advance)(model, state, key)
+        assert jax.tree.structure(advanced) == jax.tree.structure(state)
+        state = advanced
+    if has_hook(problem, "per_sample"):
+        out = problem.per_sample(model, state, key)
+        loss = problem.loss(model, state, key)[0]
+        if "residuals" in out:
+            np.testing.assert_allclose(0.5 * jnp.sum(out["residuals"] ** 2), loss, rtol=1e-10)
+        if "outputs" in out:
+            np.testing.assert_allclose(problem.output_loss(out["outputs"], state, key), loss, rtol=1e-10)

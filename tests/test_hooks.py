@@ -19,7 +19,13 @@ import optax
 import pytest
 
 from sciml.checkpoint import latest_checkpoint, load_checkpoint
-from sciml.optim import GaussNewtonConfig, LBFGSConfig, gauss_newton, make_optimizer, request_extra_args
+from sciml.optim import (
+    GaussNewtonConfig,
+    LBFGSConfig,
+    gauss_newton,
+    make_optimizer,
+    request_extra_args,
+)
 from sciml.problems import AbstractProblem
 from sciml.trainer import TrainConfig, TrainingDiverged, fit, init_train_state, split_model
 
