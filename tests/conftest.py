@@ -1,4 +1,4 @@
-"""Shared test setup: four fake CPU devices, warnings as errors, key and x64 fixtures."""
+"""Shared test setup: four fake CPU devices, the compilation cache, key and x64 fixtures."""
 
 import os
 
@@ -12,6 +12,14 @@ import itertools  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from sciml.cache import enable_compilation_cache  # noqa: E402
+
+# The suite compiles the same small programs many times (every `fit` of the
+# same problem builds the same chunk); JAX's persistent cache serves the
+# repeats, in this process and in the CLI subprocesses, which use the same
+# default directory ($SCIML_CACHE_DIR, else ~/.cache/sciml/jax).
+enable_compilation_cache()
 
 
 @pytest.fixture

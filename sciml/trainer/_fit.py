@@ -30,7 +30,7 @@ from sciml.trainer._config import TrainConfig
 from sciml.trainer._diverge import TrainingDiverged, explain_divergence
 from sciml.trainer._run_dir import eval_record, run_directory
 from sciml.trainer._state import init_train_state, join_model, run_keys
-from sciml.trainer._step import make_chunk, make_step
+from sciml.trainer._step import make_chunk, make_step, runtime_checks_as_nan
 
 __all__ = ["FitResult", "fit"]
 
@@ -156,7 +156,9 @@ def fit(
     counter = [0]
     chunk = make_chunk(make_step(problem, model_static, optimizer), train.log_every, mesh, counter)
     t0 = time.perf_counter()
-    compiled = jax.jit(chunk).lower(problem_arrays, ts, jnp.array(0, jnp.int32)).compile()
+    with runtime_checks_as_nan():
+        lowered = jax.jit(chunk).lower(problem_arrays, ts, jnp.array(0, jnp.int32))
+    compiled = lowered.compile()
     run = RunInfo(problem, train, step, model_static, time.perf_counter() - t0)
 
     def evaluate(ts):

@@ -23,6 +23,8 @@ cost nothing: XLA only compiles what an optimizer calls.
 
 from __future__ import annotations
 
+import contextlib
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -33,7 +35,14 @@ from sciml.parallel import batch_sharding, make_mesh, replicate
 from sciml.problems import has_hook
 from sciml.trainer._state import TrainState, join_model, split_model
 
-__all__ = ["make_step", "make_chunk", "make_loss_and_grad", "conjugate_complex", "all_finite"]
+__all__ = [
+    "make_step",
+    "make_chunk",
+    "make_loss_and_grad",
+    "conjugate_complex",
+    "all_finite",
+    "runtime_checks_as_nan",
+]
 
 ADVANCE_STREAM = 1
 OPTIMIZER_STREAM = 2
@@ -103,6 +112,35 @@ def make_step(problem, model_static, optimizer):
         return new, loss, metrics, ok
 
     return step
+
+
+@contextlib.contextmanager
+def runtime_checks_as_nan():
+    """While tracing the training chunk, equinox's runtime checks give NaN instead of raising.
+
+    `eqx.error_if` (used throughout diffrax: `saveat.ts` ordering, step-size
+    controller checks) raises through a host callback, and JAX never stores a
+    program with host callbacks in its persistent compilation cache, so every
+    run of a diffrax problem would compile again. Inside the chunk a NaN is
+    what the trainer handles anyway: the step counts as diverged, the last
+    good checkpoint stays, and the explanation recomputes the step outside the
+    chunk, where the check raises with its own message. A user's explicit
+    `EQX_ON_ERROR` other than the default `raise` is left alone.
+    """
+    try:
+        import equinox._errors as errors  # no public switch exists (equinox 0.13)
+    except ImportError:  # pragma: no cover - a future equinox; checks stay as they are
+        yield
+        return
+    previous = getattr(errors, "EQX_ON_ERROR", None)
+    if previous != "raise":
+        yield
+        return
+    errors.EQX_ON_ERROR = "nan"
+    try:
+        yield
+    finally:
+        errors.EQX_ON_ERROR = previous
 
 
 def make_chunk(step, length: int, mesh, counter: list[int] | None = None):
