@@ -1,5 +1,7 @@
 """Atomic checkpoint files."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -33,16 +35,69 @@ def test_partial_writes_are_invisible(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
 
 
-def test_failed_write_leaves_previous_file_and_no_temp(tmp_path):
+class _SerialisationFailed(Exception):
+    pass
+
+
+class _FailsWhenPickled:
+    """Object-array element whose serialisation raises after earlier bytes were written.
+
+    `np.save` writes an object array's header and then pickles it, so a
+    checkpoint holding this after a large array fails mid-file.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.temp_sizes = None
+
+    def __reduce__(self):
+        self.temp_sizes = {
+            p.name: p.stat().st_size for p in self.directory.iterdir() if p.name.endswith(".tmp")
+        }
+        raise _SerialisationFailed("serialisation failed mid-file")
+
+
+def test_failed_checkpoint_write_leaves_previous_checkpoint_and_no_temp(tmp_path):
+    before = save_checkpoint(tmp_path, 5, {"w": jnp.arange(4.0)})
+    old_bytes = before.read_bytes()
+    bomb = _FailsWhenPickled(tmp_path)
+    # leaves in key order: "a" (400 kB, flushed to the temp file) then "b" (raises)
+    tree = {"a": jnp.ones(100_000, jnp.float32), "b": np.array([bomb], dtype=object)}
+    with pytest.raises(Exception) as info:
+        save_checkpoint(tmp_path, 10, tree, keep=1)
+    # equinox wraps leaf errors (naming the leaf's path); ours must be the root cause
+    chain, e = [], info.value
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    assert any(isinstance(e, _SerialisationFailed) for e in chain), chain
+    # the failure happened mid-write: one temp file existed and already held data
+    assert bomb.temp_sizes is not None and len(bomb.temp_sizes) == 1
+    ((temp_name, temp_size),) = bomb.temp_sizes.items()
+    assert temp_name.startswith(".step_000000010.eqx.") and temp_size >= 100_000 * 4
+    # afterwards: no new checkpoint, no temp file, the earlier one untouched (not pruned)
+    assert [p.name for p in tmp_path.iterdir()] == [before.name]
+    assert before.read_bytes() == old_bytes
+    assert latest_checkpoint(tmp_path) == (5, before)
+    np.testing.assert_array_equal(load_checkpoint(before, {"w": jnp.zeros(4)})["w"], np.arange(4.0))
+
+
+def test_failed_atomic_write_leaves_previous_file_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "summary.json"
     atomic_write_bytes(target, b"old")
+    seen = {}
 
-    class Boom:
-        def __bytes__(self):
-            raise RuntimeError
+    def failing_fsync(fd):
+        # the new data is in the temp file when the flush to disk fails
+        (tmp,) = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        seen[tmp.name] = tmp.read_bytes()
+        raise OSError("disk full")
 
-    with pytest.raises(TypeError):
-        atomic_write_bytes(target, Boom())  # the write itself fails
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, b"new contents")
+    monkeypatch.undo()
+    assert list(seen.values()) == [b"new contents"]
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 

@@ -204,7 +204,12 @@ def _sgd(cfg: SGDConfig, total_steps: int):
 
 
 def _lbfgs(cfg: LBFGSConfig, total_steps: int):
-    search = optax.scale_by_zoom_linesearch(max_linesearch_steps=cfg.max_linesearch_steps)
+    # "one": try the full quasi-Newton step first, as optax.lbfgs's default line
+    # search does; optax's zoom default ("keep") reuses the last step length and
+    # makes L-BFGS converge only linearly.
+    search = optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=cfg.max_linesearch_steps, initial_guess_strategy="one"
+    )
     return _clipped(cfg, optax.lbfgs(memory_size=cfg.memory_size, linesearch=search))
 
 

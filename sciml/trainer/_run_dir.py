@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from sciml.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
 from sciml.parallel import is_main_process, to_host
 from sciml.trainer._callbacks import Callback
@@ -164,11 +166,16 @@ class Figures(Callback):
         self.directory = Path(directory)
 
     def on_end(self, run, result):
+        # Every process joins the gather (arrays spread over processes), so
+        # that process 0 plots from local copies without waiting on the others.
+        model, state = result.model, result.state
+        if jax.process_count() > 1:
+            model, state = to_host((model, state))
         if not is_main_process():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         save_loss_figure(result.history, self.directory / "loss.png")
-        run.problem.figures(result.model, result.state, self.directory)
+        run.problem.figures(model, state, self.directory)
 
 
 def save_loss_figure(history, path: Path) -> None:
