@@ -103,9 +103,10 @@ def fit(
 
     Args:
         problem: an `AbstractProblem`.
-        optimizer: an optax transformation; its `update` receives the extra
-            keyword arguments `value`, `grad`, `value_fn`, `per_sample_fn` and
-            `key` when it accepts them (see `sciml.trainer._step`).
+        optimizer: an optax transformation; its `update` receives optax's
+            extra keyword arguments `value`, `grad` and `value_fn`, and
+            `per_sample_fn` / `key` when it asked for them with
+            `sciml.optim.request_extra_args` (see docs/core.md).
         train: a `TrainConfig` (defaults if `None`).
         run_dir: if given, write `metrics.jsonl`, `checkpoints/`,
             `summary.json` and `figures/` there.
