@@ -96,8 +96,13 @@ class ComplexTarget(AbstractProblem):
 
 @pytest.mark.parametrize(
     "optimizer, steps",
-    [(optax.sgd(0.1), 200), (optax.adam(0.05), 600), (make_optimizer({"name": "lbfgs"}, 20), 20)],
-    ids=["sgd", "adam", "lbfgs"],
+    [
+        (optax.sgd(0.1), 200),
+        (optax.adam(0.05), 600),
+        (make_optimizer({"name": "adamw", "lr": 0.05, "weight_decay": 0.0}, 600), 600),
+        (make_optimizer({"name": "lbfgs"}, 20), 20),
+    ],
+    ids=["sgd", "adam", "adamw", "lbfgs"],
 )
 def test_complex_parameters_descend(optimizer, steps, x64):
     problem = ComplexTarget(jnp.array([1 + 2j, -0.5 + 0.25j]))

@@ -30,6 +30,7 @@ from sciml.ude._library import ConcatLibrary as ConcatLibrary
 from sciml.ude._library import FunctionLibrary as FunctionLibrary
 from sciml.ude._library import PolynomialLibrary as PolynomialLibrary
 from sciml.ude._lorenz import LorenzSINDy as LorenzSINDy
+from sciml.ude._lorenz import lorenz_coefficients as lorenz_coefficients
 from sciml.ude._lorenz import lorenz_dynamics as lorenz_dynamics
 from sciml.ude._lotka_volterra import LotkaVolterraUDE as LotkaVolterraUDE
 from sciml.ude._lotka_volterra import discover_missing_terms as discover_missing_terms

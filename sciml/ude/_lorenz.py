@@ -21,17 +21,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from sciml.config import EmptyModel, Section
-from sciml.problems import AbstractProblem
+from sciml.problems import AbstractProblem, resolve_settings
+from sciml.schema import EmptyModel, Section
 from sciml.ude._library import PolynomialLibrary
 from sciml.ude._sindy import central_difference, format_equations, stlsq
 
 __all__ = [
     "LorenzSINDy",
     "LorenzParams",
-    "build_lorenz",
     "lorenz_dynamics",
     "lorenz_coefficients",
 ]
@@ -84,6 +83,58 @@ def _model_field(t, u, args):
     return library(u) @ xi
 
 
+class LorenzParams(Section):
+    """`problem` section of `lorenz_sindy`: the settings of `LorenzSINDy`.
+
+    Attributes:
+        dt: sampling interval of the data.
+        t_end: samples at 0, dt, ..., on [0, t_end) (5000 by default; at least 3).
+        degree: polynomial library degree.
+        threshold, alpha, max_iter, normalize_columns: STLSQ settings (see `stlsq`).
+        noise: standard deviation of Gaussian noise added to the samples
+            before differentiating (absolute units; 0 for clean data).
+        noise_seed: seed of that noise.
+        sigma, rho, beta: the true parameters; x0: the initial state.
+    """
+
+    dt: Annotated[float, Field(gt=0)] = 0.002
+    t_end: Annotated[float, Field(gt=0)] = 10.0
+    degree: Annotated[int, Field(ge=1)] = 2
+    threshold: Annotated[float, Field(ge=0)] = 0.1
+    alpha: Annotated[float, Field(ge=0)] = 0.05
+    max_iter: Annotated[int, Field(gt=0)] = 20
+    normalize_columns: bool = False
+    noise: Annotated[float, Field(ge=0)] = 0.0
+    noise_seed: Annotated[int, Field(ge=0)] = 0
+    sigma: float = 10.0
+    rho: float = 28.0
+    beta: float = 8.0 / 3.0
+    x0: tuple[float, float, float] = (-8.0, 8.0, 27.0)
+
+    @field_validator("x0", mode="before")
+    @classmethod
+    def _x0_triple(cls, value):
+        # YAML gives a list; the section keeps a (hashable) tuple
+        if isinstance(value, (list, tuple)):
+            if len(value) != 3:
+                raise ValueError("x0 must have 3 entries (x, y, z)")
+            return tuple(value)
+        return value
+
+    @property
+    def n_samples(self) -> int:
+        """Samples of the trajectory: t_end / dt, rounded."""
+        return int(round(self.t_end / self.dt))
+
+    @model_validator(mode="after")
+    def _enough_samples(self):
+        if self.n_samples < 3:
+            raise ValueError(
+                f"need at least 3 samples, got t_end/dt = {self.t_end}/{self.dt} = {self.n_samples}"
+            )
+        return self
+
+
 class LorenzSINDy(AbstractProblem):
     """Discover the Lorenz equations by SINDy (STLSQ on central differences).
 
@@ -100,20 +151,13 @@ class LorenzSINDy(AbstractProblem):
     every inactive term on, and the loss would no longer be the function
     whose gradient `jax.grad` reports.
 
+    Settings: `LorenzParams` (the `problem` section; the model has none),
+    given as a section or as keyword arguments, e.g. `LorenzSINDy(noise=1e-3)`.
+
     Attributes (besides the settings): `ts`, `xs` (T, 3) the clean samples,
     `xdot` (T, 3) their central differences, `theta` (T, L) the library on
     the (possibly noisy) samples, `true_coefficients` (L, 3) and
     `true_params` (σ, ρ, β).
-
-    Args:
-        dt: sampling interval of the data.
-        t_end: samples at 0, dt, ..., on [0, t_end) (5000 by default).
-        degree: polynomial library degree.
-        threshold, alpha, max_iter, normalize_columns: STLSQ settings (see `stlsq`).
-        noise: standard deviation of Gaussian noise added to the samples
-            before differentiating (absolute units; 0 for clean data).
-        noise_seed: seed of that noise.
-        sigma, rho, beta: the true parameters; x0: the initial state.
 
     `evaluate` reports `n_active_terms`, `max_coef_error` (largest absolute
     error against the true Ξ over all library terms), the recovered
@@ -121,17 +165,16 @@ class LorenzSINDy(AbstractProblem):
     `mse` (the loss) and `recovered_equations` ("; "-joined).
     """
 
+    Settings: ClassVar[type[Section]] = LorenzParams
+
     ts: Float[Array, " T"]
     xs: Float[Array, "T 3"]
     xdot: Float[Array, "T 3"]
     theta: Float[Array, "T L"]
     library: PolynomialLibrary
     true_coefficients: Float[Array, "L 3"]
-    true_params: tuple[float, float, float] = eqx.field(static=True)
-    threshold: float = eqx.field(static=True)
-    alpha: float = eqx.field(static=True)
-    max_iter: int = eqx.field(static=True)
-    normalize_columns: bool = eqx.field(static=True)
+    settings: LorenzParams = eqx.field(static=True)
+    model_settings: EmptyModel = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = (
         "n_active_terms",
@@ -145,62 +188,44 @@ class LorenzSINDy(AbstractProblem):
 
     def __init__(
         self,
-        *,
-        dt: float = 0.002,
-        t_end: float = 10.0,
-        degree: int = 2,
-        threshold: float = 0.1,
-        alpha: float = 0.05,
-        max_iter: int = 20,
-        normalize_columns: bool = False,
-        noise: float = 0.0,
-        noise_seed: int = 0,
-        sigma: float = 10.0,
-        rho: float = 28.0,
-        beta: float = 8.0 / 3.0,
-        x0: tuple[float, float, float] = (-8.0, 8.0, 27.0),
+        settings: LorenzParams | dict | None = None,
+        model_settings: EmptyModel | dict | None = None,
+        **kwargs,
     ):
-        if dt <= 0 or t_end <= 0:
-            raise ValueError(f"LorenzSINDy: dt and t_end must be > 0, got dt={dt}, t_end={t_end}")
-        n = int(round(t_end / dt))
-        if n < 3:
-            raise ValueError(
-                f"LorenzSINDy: need at least 3 samples, got t_end/dt = {t_end}/{dt} = {n}"
-            )
-        if threshold < 0 or alpha < 0 or noise < 0:
-            raise ValueError(
-                "LorenzSINDy: threshold, alpha and noise must be >= 0, got "
-                f"threshold={threshold}, alpha={alpha}, noise={noise}"
-            )
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, kwargs
+        )
+        s = self.settings
         dtype = jnp.result_type(float)
-        self.ts = jnp.arange(n, dtype=dtype) * dt
-        args = tuple(jnp.asarray(p, dtype) for p in (sigma, rho, beta))
-        self.xs = _solve(lorenz_dynamics, args, jnp.asarray(x0, dtype), self.ts)
+        self.ts = jnp.arange(s.n_samples, dtype=dtype) * s.dt
+        args = tuple(jnp.asarray(p, dtype) for p in self.true_params)
+        self.xs = _solve(lorenz_dynamics, args, jnp.asarray(s.x0, dtype), self.ts)
         noisy = self.xs
-        if noise > 0:
-            eps = jax.random.normal(jax.random.PRNGKey(noise_seed), self.xs.shape, dtype)
-            noisy = self.xs + noise * eps
-        self.xdot = central_difference(noisy, dt)
-        self.library = PolynomialLibrary(3, degree)
+        if s.noise > 0:
+            eps = jax.random.normal(jax.random.PRNGKey(s.noise_seed), self.xs.shape, dtype)
+            noisy = self.xs + s.noise * eps
+        self.xdot = central_difference(noisy, s.dt)
+        self.library = PolynomialLibrary(3, s.degree)
         self.theta = jax.vmap(self.library)(noisy)
         self.true_coefficients = jnp.asarray(
-            lorenz_coefficients(self.library, sigma, rho, beta), dtype
+            lorenz_coefficients(self.library, s.sigma, s.rho, s.beta), dtype
         )
-        self.true_params = (float(sigma), float(rho), float(beta))
-        self.threshold = float(threshold)
-        self.alpha = float(alpha)
-        self.max_iter = int(max_iter)
-        self.normalize_columns = bool(normalize_columns)
+
+    @property
+    def true_params(self) -> tuple[float, float, float]:
+        """The true (σ, ρ, β)."""
+        return (self.settings.sigma, self.settings.rho, self.settings.beta)
 
     def init(self, key):
         # STLSQ is deterministic: `key` is unused.
+        s = self.settings
         xi = stlsq(
             self.theta,
             self.xdot,
-            self.threshold,
-            alpha=self.alpha,
-            max_iter=self.max_iter,
-            normalize_columns=self.normalize_columns,
+            s.threshold,
+            alpha=s.alpha,
+            max_iter=s.max_iter,
+            normalize_columns=s.normalize_columns,
         )
         return xi, xi != 0
 
@@ -277,36 +302,3 @@ def _simulate(library, xi, u0, ts):
         max_steps=100_000,
         throw=False,
     ).ys
-
-
-# ----------------------------------------------------------------------------
-# Config sections (registered as `lorenz_sindy` in `sciml.ude.problems`)
-
-
-class LorenzParams(Section):
-    """`problem` section of `lorenz_sindy` (see `LorenzSINDy`)."""
-
-    dt: Annotated[float, Field(gt=0)] = 0.002
-    t_end: Annotated[float, Field(gt=0)] = 10.0
-    degree: Annotated[int, Field(ge=1)] = 2
-    threshold: Annotated[float, Field(ge=0)] = 0.1
-    alpha: Annotated[float, Field(ge=0)] = 0.05
-    max_iter: Annotated[int, Field(gt=0)] = 20
-    normalize_columns: bool = False
-    noise: Annotated[float, Field(ge=0)] = 0.0
-    noise_seed: Annotated[int, Field(ge=0)] = 0
-
-
-def build_lorenz(p: LorenzParams, m: EmptyModel) -> LorenzSINDy:
-    """`LorenzSINDy` from validated config sections."""
-    return LorenzSINDy(
-        dt=p.dt,
-        t_end=p.t_end,
-        degree=p.degree,
-        threshold=p.threshold,
-        alpha=p.alpha,
-        max_iter=p.max_iter,
-        normalize_columns=p.normalize_columns,
-        noise=p.noise,
-        noise_seed=p.noise_seed,
-    )

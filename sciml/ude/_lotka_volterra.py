@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import diffrax as dfx
 import equinox as eqx
@@ -40,16 +40,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+from pydantic import Field
 
-from sciml.nn import MLP, activation_by_name
-from sciml.problems import AbstractProblem
+from sciml.nn import ACTIVATIONS, MLP, activation_by_name
+from sciml.problems import AbstractProblem, resolve_settings
+from sciml.schema import Section
 from sciml.ude._estimation import levenberg_marquardt
 from sciml.ude._fields import UDE
 from sciml.ude._library import AbstractLibrary, PolynomialLibrary
 from sciml.ude._sindy import format_equations, stlsq
 from sciml.ude._solve import failure_report, solve
 
-__all__ = ["LotkaVolterraUDE", "lotka_volterra", "discover_missing_terms"]
+__all__ = [
+    "LotkaVolterraUDE",
+    "LotkaVolterraParams",
+    "RBFNetModel",
+    "lotka_volterra",
+    "discover_missing_terms",
+]
 
 LV_PARAMS = (1.3, 0.9, 0.8, 1.8)  # alpha, beta, gamma, delta
 LV_U0 = (0.44249296, 4.6280594)
@@ -246,19 +254,46 @@ def discover_missing_terms(
     }
 
 
-class LotkaVolterraUDE(AbstractProblem):
-    """UDE fit of Lotka-Volterra data, then equation discovery of the missing terms.
+class LotkaVolterraParams(Section):
+    """`problem` section of `ude_lotka_volterra`: the settings of `LotkaVolterraUDE`.
 
-    Args:
+    Attributes:
         noise: noise level; data = truth + noise * per-state mean * N(0, 1).
         noise_seed: seed of the noise draw.
         t_end, dt: observation window and spacing ([0, 3] every 0.1).
-        width, depth, activation: the network (2-5-5-5-2 with exp(-x^2)).
         degree: polynomial library degree for discovery (columns are
             normalised above degree 2).
         alpha: STLSQ ridge penalty (see `discover_missing_terms`).
         selection, selection_tol: see `discover_missing_terms`.
         rtol, atol: solver tolerances (Tsit5).
+    """
+
+    noise: Annotated[float, Field(ge=0)] = 0.05
+    noise_seed: Annotated[int, Field(ge=0)] = 0
+    t_end: Annotated[float, Field(gt=0)] = 3.0
+    dt: Annotated[float, Field(gt=0)] = 0.1
+    degree: Annotated[int, Field(ge=1, le=5)] = 2
+    alpha: Annotated[float, Field(ge=0)] = 0.05
+    selection: Literal[_SELECTIONS] = "bic"
+    selection_tol: Annotated[float, Field(ge=0)] = 0.1
+    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-7
+    atol: Annotated[float, Field(gt=0)] = 1e-9
+
+
+class RBFNetModel(Section):
+    """`model` section of `ude_lotka_volterra`: the 2-5-5-5-2 network with exp(-x^2)."""
+
+    width: Annotated[int, Field(gt=0)] = 5
+    depth: Annotated[int, Field(ge=0)] = 3
+    activation: Literal[tuple(ACTIVATIONS)] = "rbf"
+
+
+class LotkaVolterraUDE(AbstractProblem):
+    """UDE fit of Lotka-Volterra data, then equation discovery of the missing terms.
+
+    Settings: `LotkaVolterraParams` (the `problem` section) and `RBFNetModel`
+    (the `model` section, the network), given as sections or as keyword
+    arguments, e.g. `LotkaVolterraUDE(noise=0.0, width=8)`.
 
     `evaluate` reports `n_active_terms`, `interaction_coef_rel_error`
     (max relative error of the recovered x y coefficients against -beta and
@@ -268,18 +303,14 @@ class LotkaVolterraUDE(AbstractProblem):
     and `data_mse` of the UDE.
     """
 
+    Settings: ClassVar[type[Section]] = LotkaVolterraParams
+    ModelSettings: ClassVar[type[Section]] = RBFNetModel
+
     ts: Float[Array, " t"]
     data: Float[Array, "t 2"]
     u0: Float[Array, " 2"]
-    width: int = eqx.field(static=True)
-    depth: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
-    degree: int = eqx.field(static=True)
-    alpha: float = eqx.field(static=True)
-    selection: str = eqx.field(static=True)
-    selection_tol: float = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
+    settings: LotkaVolterraParams = eqx.field(static=True)
+    model_settings: RBFNetModel = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = (
         "n_active_terms",
@@ -292,48 +323,28 @@ class LotkaVolterraUDE(AbstractProblem):
 
     def __init__(
         self,
-        *,
-        noise: float = 0.05,
-        noise_seed: int = 0,
-        t_end: float = 3.0,
-        dt: float = 0.1,
-        width: int = 5,
-        depth: int = 3,
-        activation: str = "rbf",
-        degree: int = 2,
-        alpha: float = 0.05,
-        selection: str = "bic",
-        selection_tol: float = 0.1,
-        rtol: float = 1e-7,
-        atol: float = 1e-9,
+        settings: LotkaVolterraParams | dict | None = None,
+        model_settings: RBFNetModel | dict | None = None,
+        **kwargs,
     ):
-        if noise < 0:
-            raise ValueError(f"LotkaVolterraUDE: noise must be >= 0, got {noise}")
-        activation_by_name(activation)
-        n = int(round(t_end / dt)) + 1
-        self.ts = jnp.linspace(0.0, t_end, n)
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, kwargs
+        )
+        s = self.settings
+        n = int(round(s.t_end / s.dt)) + 1
+        self.ts = jnp.linspace(0.0, s.t_end, n)
         self.u0 = jnp.asarray(LV_U0)
         truth = _solve_ts(
             lambda t, u, a: lotka_volterra(t, u, LV_PARAMS), self.u0, self.ts, 1e-10, 1e-12
         )
-        eps = jax.random.normal(jax.random.PRNGKey(noise_seed), truth.shape, truth.dtype)
-        self.data = truth + noise * jnp.mean(truth, axis=0) * eps
-        self.width, self.depth, self.activation = width, depth, activation
-        if selection not in _SELECTIONS:
-            raise ValueError(
-                f"LotkaVolterraUDE: selection must be one of {', '.join(map(repr, _SELECTIONS))}, "
-                f"got {selection!r}"
-            )
-        if alpha < 0:
-            raise ValueError(f"LotkaVolterraUDE: alpha must be >= 0, got {alpha}")
-        self.degree, self.alpha = degree, float(alpha)
-        self.selection, self.selection_tol = selection, selection_tol
-        self.rtol, self.atol = rtol, atol
+        eps = jax.random.normal(jax.random.PRNGKey(s.noise_seed), truth.shape, truth.dtype)
+        self.data = truth + s.noise * jnp.mean(truth, axis=0) * eps
 
     def init(self, key):
+        m = self.model_settings
         net = MLP(
-            2, 2, width=self.width, depth=self.depth,
-            activation=activation_by_name(self.activation), dtype=self.data.dtype, key=key,
+            2, 2, width=m.width, depth=m.depth,
+            activation=activation_by_name(m.activation), dtype=self.data.dtype, key=key,
         )
         # alpha and delta are known physics: constants of the known part, so
         # they are not leaves of the trained pytree at all
@@ -341,15 +352,15 @@ class LotkaVolterraUDE(AbstractProblem):
 
     def loss(self, model, state, key):
         # throw=False: a failed solve gives inf, which the trainer reports
-        pred = _solve_ts(model, self.u0, self.ts, self.rtol, self.atol, throw=False)
+        s = self.settings
+        pred = _solve_ts(model, self.u0, self.ts, s.rtol, s.atol, throw=False)
         mse = jnp.mean((pred - self.data) ** 2)
         return mse, (state, {})
 
     def diagnose(self, model, state, key):
         """Report a failed solve of the UDE over the data's time span."""
-        sol = eqx.filter_jit(_solution)(
-            model, self.u0, self.ts, self.rtol, self.atol, throw=False
-        )
+        s = self.settings
+        sol = eqx.filter_jit(_solution)(model, self.u0, self.ts, s.rtol, s.atol, throw=False)
         report = failure_report(
             sol, what=f"the UDE solve from u0 over t = [0, {float(self.ts[-1]):g}] "
             f"(max_steps={_MAX_STEPS})"
@@ -358,19 +369,21 @@ class LotkaVolterraUDE(AbstractProblem):
 
     def discover(self, model):
         """Run `discover_missing_terms` with this problem's settings."""
+        s = self.settings
         return discover_missing_terms(
             model, self.u0, self.ts, self.data,
-            library=PolynomialLibrary(2, self.degree),
-            alpha=self.alpha,
+            library=PolynomialLibrary(2, s.degree),
+            alpha=s.alpha,
             thresholds=np.logspace(-3, 0.5, 60),
-            selection=self.selection,
-            selection_tol=self.selection_tol,
-            rtol=self.rtol, atol=self.atol,
+            selection=s.selection,
+            selection_tol=s.selection_tol,
+            rtol=s.rtol, atol=s.atol,
         )
 
     def evaluate(self, model, state, key):
+        s = self.settings
         found = self.discover(model)
-        lib = PolynomialLibrary(2, self.degree)
+        lib = PolynomialLibrary(2, s.degree)
         names = lib.feature_names(["x", "y"])
         coefs, support = found["coefficients"], found["support"]
         ixy = names.index("x y")
@@ -389,7 +402,7 @@ class LotkaVolterraUDE(AbstractProblem):
         cj = jnp.asarray(coefs)
         rec = _solve_ts(
             lambda t, u, c: _known(t, u, (a, d)) + lib(u) @ c, self.u0, t_long,
-            self.rtol, self.atol, args=cj, throw=False,
+            s.rtol, s.atol, args=cj, throw=False,
         )
         true_long = _solve_ts(
             lambda t, u, _: lotka_volterra(t, u, LV_PARAMS), self.u0, t_long, 1e-10, 1e-12
@@ -407,8 +420,9 @@ class LotkaVolterraUDE(AbstractProblem):
     def figures(self, model, state, outdir):
         from matplotlib.figure import Figure
 
+        s = self.settings
         t_dense = jnp.linspace(self.ts[0], self.ts[-1], 301)
-        pred = np.asarray(_solve_ts(model, self.u0, t_dense, self.rtol, self.atol))
+        pred = np.asarray(_solve_ts(model, self.u0, t_dense, s.rtol, s.atol))
         learned = np.asarray(jax.vmap(model.net)(jnp.asarray(pred)))
         b, c = LV_PARAMS[1], LV_PARAMS[2]
         true_missing = np.stack([-b * pred[:, 0] * pred[:, 1], c * pred[:, 0] * pred[:, 1]], 1)

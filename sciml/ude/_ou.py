@@ -12,20 +12,22 @@ with the truth and with the closed-form maximum-likelihood estimate.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+from pydantic import Field, model_validator
 
-from sciml.nn import MLP, activation_by_name
+from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.parallel import shard_batch
-from sciml.problems import AbstractProblem
+from sciml.problems import AbstractProblem, resolve_settings
+from sciml.schema import Section
 from sciml.ude._sde import NeuralSDE, euler_maruyama_nll
 
-__all__ = ["NeuralSDEOU", "ou_exact_paths", "ou_mle"]
+__all__ = ["NeuralSDEOU", "OUParams", "SDEModel", "ou_exact_paths", "ou_mle"]
 
 
 def ou_exact_paths(key, n_paths, n_steps, dt, kappa, mean, vol, x0):
@@ -56,30 +58,62 @@ def ou_mle(paths, dt):
     return float(kappa), float(c / (1 - a)), float(np.sqrt(2 * kappa * resid.var() / (1 - a**2)))
 
 
+class OUParams(Section):
+    """`problem` section of `neural_sde_ou`: the settings of `NeuralSDEOU`.
+
+    Attributes:
+        kappa, mean, vol, x0: the true process dX = kappa (mean - X) dt + vol dW and its start.
+        n_paths, n_steps, dt: the data set (paths of `n_steps` intervals of `dt`).
+        batch_paths: paths per training batch (at most `n_paths`; a multiple
+            of the device count).
+        data_seed: seed of the data.
+    """
+
+    kappa: Annotated[float, Field(gt=0)] = 2.0
+    mean: float = 0.5
+    vol: Annotated[float, Field(gt=0)] = 0.3
+    x0: float = 1.5
+    n_paths: Annotated[int, Field(gt=0)] = 256
+    n_steps: Annotated[int, Field(gt=0)] = 500
+    dt: Annotated[float, Field(gt=0)] = 0.01
+    batch_paths: Annotated[int, Field(gt=0)] = 64
+    data_seed: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        if self.batch_paths > self.n_paths:
+            raise ValueError(
+                f"batch_paths ({self.batch_paths}) must not exceed n_paths ({self.n_paths})"
+            )
+        return self
+
+
+class SDEModel(Section):
+    """`model` section of `neural_sde_ou`: drift and diffusion MLPs (1 -> width^depth -> 1)."""
+
+    width: Annotated[int, Field(gt=0)] = 32
+    depth: Annotated[int, Field(ge=0)] = 1
+    activation: Literal[tuple(ACTIVATIONS)] = "tanh"
+
+
 class NeuralSDEOU(AbstractProblem):
     """Fit a neural SDE to Ornstein-Uhlenbeck paths.
 
-    Args:
-        kappa, mean, vol, x0: the true process and start.
-        n_paths, n_steps, dt: the data set (paths of `n_steps` intervals of `dt`).
-        batch_paths: paths per training batch (a multiple of the device count).
-        data_seed: seed of the data.
-        width, depth, activation: drift and diffusion MLPs (1 -> width^depth -> 1).
+    Settings: `OUParams` (the `problem` section) and `SDEModel` (the `model`
+    section), given as sections or as keyword arguments, e.g.
+    `NeuralSDEOU(n_paths=64, width=16)`.
 
     `evaluate` reports `kappa`, `vol` (recovered), `kappa_rel_error`,
     `vol_rel_error`, and `kappa_mle_rel_error`, `vol_mle_rel_error` (the
     closed-form estimate from the same data: the best any method can do).
     """
 
+    Settings: ClassVar[type[Section]] = OUParams
+    ModelSettings: ClassVar[type[Section]] = SDEModel
+
     paths: Float[Array, "p t"]
-    kappa: float = eqx.field(static=True)
-    mean: float = eqx.field(static=True)
-    vol: float = eqx.field(static=True)
-    dt: float = eqx.field(static=True)
-    batch_paths: int = eqx.field(static=True)
-    width: int = eqx.field(static=True)
-    depth: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
+    settings: OUParams = eqx.field(static=True)
+    model_settings: SDEModel = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = (
         "kappa",
@@ -92,43 +126,30 @@ class NeuralSDEOU(AbstractProblem):
 
     def __init__(
         self,
-        *,
-        kappa: float = 2.0,
-        mean: float = 0.5,
-        vol: float = 0.3,
-        x0: float = 1.5,
-        n_paths: int = 256,
-        n_steps: int = 500,
-        dt: float = 0.01,
-        batch_paths: int = 64,
-        data_seed: int = 0,
-        width: int = 32,
-        depth: int = 1,
-        activation: str = "tanh",
+        settings: OUParams | dict | None = None,
+        model_settings: SDEModel | dict | None = None,
+        **kwargs,
     ):
-        for name, v in (("kappa", kappa), ("vol", vol), ("dt", dt)):
-            if not v > 0:
-                raise ValueError(f"NeuralSDEOU: {name} must be positive, got {v}")
-        if not 0 < batch_paths <= n_paths:
-            raise ValueError(f"NeuralSDEOU: need 0 < batch_paths <= n_paths, got {batch_paths}, {n_paths}")
-        activation_by_name(activation)
-        self.paths = ou_exact_paths(
-            jax.random.PRNGKey(data_seed), n_paths, n_steps, dt, kappa, mean, vol, x0
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, kwargs
         )
-        self.kappa, self.mean, self.vol, self.dt = kappa, mean, vol, dt
-        self.batch_paths = batch_paths
-        self.width, self.depth, self.activation = width, depth, activation
+        s = self.settings
+        self.paths = ou_exact_paths(
+            jax.random.PRNGKey(s.data_seed), s.n_paths, s.n_steps, s.dt, s.kappa, s.mean, s.vol, s.x0
+        )
 
     def init(self, key):
         k1, k2 = jax.random.split(key)
-        act = activation_by_name(self.activation)
-        kw = dict(width=self.width, depth=self.depth, activation=act, dtype=self.paths.dtype)
+        m = self.model_settings
+        act = activation_by_name(m.activation)
+        kw = dict(width=m.width, depth=m.depth, activation=act, dtype=self.paths.dtype)
         return NeuralSDE(MLP(1, 1, key=k1, **kw), MLP(1, 1, key=k2, **kw)), None
 
     def loss(self, model, state, key):
-        idx = jax.random.choice(key, self.paths.shape[0], (self.batch_paths,), replace=False)
+        s = self.settings
+        idx = jax.random.choice(key, self.paths.shape[0], (s.batch_paths,), replace=False)
         batch = shard_batch(self.paths[idx])
-        nll = euler_maruyama_nll(model, batch[..., None], self.dt)
+        nll = euler_maruyama_nll(model, batch[..., None], s.dt)
         return nll, (state, {})
 
     def recovered(self, model) -> tuple[float, float]:
@@ -140,30 +161,32 @@ class NeuralSDEOU(AbstractProblem):
         return float(-slope), float(vol)
 
     def evaluate(self, model, state, key):
+        s = self.settings
         kappa, vol = self.recovered(model)
-        k_mle, _, v_mle = ou_mle(self.paths, self.dt)
+        k_mle, _, v_mle = ou_mle(self.paths, s.dt)
         return {
             "kappa": kappa,
             "vol": vol,
-            "kappa_rel_error": abs(kappa - self.kappa) / self.kappa,
-            "vol_rel_error": abs(vol - self.vol) / self.vol,
-            "kappa_mle_rel_error": abs(k_mle - self.kappa) / self.kappa,
-            "vol_mle_rel_error": abs(v_mle - self.vol) / self.vol,
+            "kappa_rel_error": abs(kappa - s.kappa) / s.kappa,
+            "vol_rel_error": abs(vol - s.vol) / s.vol,
+            "kappa_mle_rel_error": abs(k_mle - s.kappa) / s.kappa,
+            "vol_mle_rel_error": abs(v_mle - s.vol) / s.vol,
         }
 
     def figures(self, model, state, outdir):
         from matplotlib.figure import Figure
 
+        s = self.settings
         x = np.linspace(float(self.paths.min()), float(self.paths.max()), 100)[:, None]
         drift = np.asarray(jax.vmap(model.drift)(jnp.asarray(x, self.paths.dtype)))[:, 0]
         scale = np.asarray(jax.vmap(model.scale)(jnp.asarray(x, self.paths.dtype)))[:, 0]
         fig = Figure(figsize=(10, 4))
         ax1, ax2 = fig.subplots(1, 2)
-        ax1.plot(x[:, 0], self.kappa * (self.mean - x[:, 0]), "k-", label="true drift")
+        ax1.plot(x[:, 0], s.kappa * (s.mean - x[:, 0]), "k-", label="true drift")
         ax1.plot(x[:, 0], drift, "C1--", label="learned drift")
         ax1.legend()
         ax1.set_xlabel("x")
-        ax2.axhline(self.vol, color="k", label="true volatility")
+        ax2.axhline(s.vol, color="k", label="true volatility")
         ax2.plot(x[:, 0], scale, "C1--", label="learned volatility")
         ax2.legend()
         ax2.set_xlabel("x")

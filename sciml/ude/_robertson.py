@@ -29,8 +29,8 @@ import numpy as np
 from jaxtyping import Array, Float
 from pydantic import Field, model_validator
 
-from sciml.config import EmptyModel, Section
-from sciml.problems import AbstractProblem
+from sciml.problems import AbstractProblem, resolve_settings
+from sciml.schema import EmptyModel, Section
 from sciml.ude._estimation import levenberg_marquardt, scaled_residuals
 from sciml.ude._solve import failure_report
 
@@ -39,7 +39,6 @@ __all__ = [
     "robertson_rhs",
     "RobertsonFit",
     "RobertsonParams",
-    "build_robertson",
 ]
 
 ROBERTSON_RATES = (0.04, 3.0e7, 1.0e4)
@@ -81,10 +80,10 @@ def _solution(log_k, ts, rtol, atol, max_steps, adjoint):
     )
 
 
-class RobertsonFit(AbstractProblem):
-    """Fit the log-rates of Robertson's kinetics to noisy observations of all three species.
+class RobertsonParams(Section):
+    """`problem` section of `robertson_fit`: the settings of `RobertsonFit`.
 
-    Args:
+    Attributes:
         n_obs: observation times, log-spaced on [t_min, t_max].
         noise: multiplicative noise level: data = y * (1 + noise * N(0, 1)).
         t_min, t_max: first and last observation times (the solve starts at 0).
@@ -94,6 +93,30 @@ class RobertsonFit(AbstractProblem):
         data_seed: seed of the observation noise.
         guess_spread: `init(key)` starts from k_true times factors drawn
             log-uniformly from [1/guess_spread, guess_spread].
+    """
+
+    n_obs: Annotated[int, Field(ge=2)] = 40
+    noise: Annotated[float, Field(ge=0)] = 0.01
+    t_min: Annotated[float, Field(gt=0)] = 1e-5
+    t_max: Annotated[float, Field(gt=0)] = 100.0
+    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
+    atol: Annotated[float, Field(gt=0)] = 1e-12
+    max_steps: Annotated[int, Field(gt=0)] = 20_000
+    data_seed: Annotated[int, Field(ge=0)] = 0
+    guess_spread: Annotated[float, Field(ge=1)] = 3.0
+
+    @model_validator(mode="after")
+    def _ordered_times(self):
+        if self.t_min >= self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be smaller than t_max ({self.t_max})")
+        return self
+
+
+class RobertsonFit(AbstractProblem):
+    """Fit the log-rates of Robertson's kinetics to noisy observations of all three species.
+
+    Settings: `RobertsonParams` (the `problem` section; the model has none),
+    given as a section or as keyword arguments, e.g. `RobertsonFit(n_obs=12)`.
 
     Needs float64 (atol ~ 1e-12 on a species of size 1e-5).
 
@@ -103,13 +126,13 @@ class RobertsonFit(AbstractProblem):
     `evaluate` reports each rate's relative error |k/k_true − 1| and their max.
     """
 
+    Settings: ClassVar[type[Section]] = RobertsonParams
+
     ts: Float[Array, " n"]
     data: Float[Array, "n 3"]
     scale: Float[Array, " 3"]
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    guess_spread: float = eqx.field(static=True)
+    settings: RobertsonParams = eqx.field(static=True)
+    model_settings: EmptyModel = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = (
         "k1_rel_error",
@@ -120,48 +143,31 @@ class RobertsonFit(AbstractProblem):
 
     def __init__(
         self,
-        *,
-        n_obs: int = 40,
-        noise: float = 0.01,
-        t_min: float = 1e-5,
-        t_max: float = 100.0,
-        rtol: float = 1e-8,
-        atol: float = 1e-12,
-        max_steps: int = 20_000,
-        data_seed: int = 0,
-        guess_spread: float = 3.0,
+        settings: RobertsonParams | dict | None = None,
+        model_settings: EmptyModel | dict | None = None,
+        **kwargs,
     ):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, kwargs
+        )
         if not jax.config.jax_enable_x64:
             raise ValueError(
                 "RobertsonFit needs float64 (y2 ~ 1e-5, atol ~ 1e-12): set train.dtype: float64 "
                 "in the config, or call jax.config.update('jax_enable_x64', True) first"
             )
-        if n_obs < 2:
-            raise ValueError(f"RobertsonFit: n_obs must be at least 2, got {n_obs}")
-        if not 0 < t_min < t_max:
-            raise ValueError(
-                f"RobertsonFit: need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}"
-            )
-        if noise < 0:
-            raise ValueError(f"RobertsonFit: noise must be >= 0, got {noise}")
-        if guess_spread < 1:
-            raise ValueError(f"RobertsonFit: guess_spread must be >= 1, got {guess_spread}")
-        self.ts = jnp.logspace(math.log10(t_min), math.log10(t_max), n_obs)
+        s = self.settings
+        self.ts = jnp.logspace(math.log10(s.t_min), math.log10(s.t_max), s.n_obs)
         true_log_k = jnp.log(jnp.asarray(ROBERTSON_RATES))
         clean = _solve(
-            true_log_k, self.ts, rtol * 1e-2, atol * 1e-2, max_steps * 4, dfx.ForwardMode()
+            true_log_k, self.ts, s.rtol * 1e-2, s.atol * 1e-2, s.max_steps * 4, dfx.ForwardMode()
         )
         if not bool(jnp.all(jnp.isfinite(clean))):
             raise ValueError(
                 "RobertsonFit: the reference solve failed; raise max_steps or loosen rtol/atol"
             )
-        eps = jax.random.normal(jax.random.PRNGKey(data_seed), clean.shape, clean.dtype)
-        self.data = clean * (1.0 + noise * eps)
+        eps = jax.random.normal(jax.random.PRNGKey(s.data_seed), clean.shape, clean.dtype)
+        self.data = clean * (1.0 + s.noise * eps)
         self.scale = jnp.max(jnp.abs(self.data), axis=0)
-        self.rtol = rtol
-        self.atol = atol
-        self.max_steps = max_steps
-        self.guess_spread = guess_spread
 
     def solve(self, log_k: Float[Array, " 3"], adjoint=None) -> Float[Array, "n 3"]:
         """Species at the observation times for log-rates `log_k`.
@@ -170,7 +176,8 @@ class RobertsonFit(AbstractProblem):
         pass `diffrax.ForwardMode()` for `jax.jacfwd`.
         """
         adjoint = dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
-        return _solve(log_k, self.ts, self.rtol, self.atol, self.max_steps, adjoint)
+        s = self.settings
+        return _solve(log_k, self.ts, s.rtol, s.atol, s.max_steps, adjoint)
 
     def residuals(self, log_k: Float[Array, " 3"], adjoint=None) -> Float[Array, " n3"]:
         """Per-state-scaled residuals, flattened to shape (3 n_obs,)."""
@@ -178,7 +185,7 @@ class RobertsonFit(AbstractProblem):
 
     def init(self, key):
         true_log_k = jnp.log(jnp.asarray(ROBERTSON_RATES))
-        spread = math.log(self.guess_spread)
+        spread = math.log(self.settings.guess_spread)
         offset = jax.random.uniform(key, (3,), true_log_k.dtype, -spread, spread)
         return true_log_k + offset, None
 
@@ -189,12 +196,13 @@ class RobertsonFit(AbstractProblem):
 
     def diagnose(self, model, state, key):
         """Report a failed Kvaerno5 solve at these log-rates."""
+        s = self.settings
         sol = eqx.filter_jit(_solution)(
-            jnp.asarray(model), self.ts, self.rtol, self.atol, self.max_steps, None
+            jnp.asarray(model), self.ts, s.rtol, s.atol, s.max_steps, dfx.RecursiveCheckpointAdjoint()
         )
         k = ", ".join(f"{v:.3g}" for v in np.exp(np.asarray(model)))
         report = failure_report(
-            sol, what=f"the Robertson solve at rates k = ({k}) (max_steps={self.max_steps})"
+            sol, what=f"the Robertson solve at rates k = ({k}) (max_steps={s.max_steps})"
         )
         return None if report is None else report[0]
 
@@ -229,10 +237,9 @@ class RobertsonFit(AbstractProblem):
     def figures(self, model, state, outdir):
         from matplotlib.figure import Figure
 
+        s = self.settings
         fine = jnp.logspace(jnp.log10(self.ts[0]), jnp.log10(self.ts[-1]), 200)
-        pred = _solve(
-            jnp.asarray(model), fine, self.rtol, self.atol, self.max_steps, dfx.ForwardMode()
-        )
+        pred = _solve(jnp.asarray(model), fine, s.rtol, s.atol, s.max_steps, dfx.ForwardMode())
         pred, ts, data = jax.device_get((pred, self.ts, self.data))
         fine = jax.device_get(fine)
         fig = Figure(figsize=(12, 3.6))
@@ -252,39 +259,3 @@ class RobertsonFit(AbstractProblem):
 def _rel_errors(log_k: Float[Array, " 3"]) -> Float[Array, " 3"]:
     k_true = jnp.asarray(ROBERTSON_RATES, dtype=log_k.dtype)
     return jnp.abs(jnp.exp(log_k) / k_true - 1.0)
-
-
-class RobertsonParams(Section):
-    """`problem` section of `robertson_fit` (see `RobertsonFit`)."""
-
-    n_obs: Annotated[int, Field(ge=2)] = 40
-    noise: Annotated[float, Field(ge=0)] = 0.01
-    t_min: Annotated[float, Field(gt=0)] = 1e-5
-    t_max: Annotated[float, Field(gt=0)] = 100.0
-    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
-    atol: Annotated[float, Field(gt=0)] = 1e-12
-    max_steps: Annotated[int, Field(gt=0)] = 20_000
-    data_seed: Annotated[int, Field(ge=0)] = 0
-    guess_spread: Annotated[float, Field(ge=1)] = 3.0
-
-    @model_validator(mode="after")
-    def _ordered_times(self):
-        if self.t_min >= self.t_max:
-            raise ValueError(f"t_min ({self.t_min}) must be smaller than t_max ({self.t_max})")
-        return self
-
-
-def build_robertson(p: RobertsonParams, m: EmptyModel) -> RobertsonFit:
-    """Build `RobertsonFit` from validated config sections."""
-    del m
-    return RobertsonFit(
-        n_obs=p.n_obs,
-        noise=p.noise,
-        t_min=p.t_min,
-        t_max=p.t_max,
-        rtol=p.rtol,
-        atol=p.atol,
-        max_steps=p.max_steps,
-        data_seed=p.data_seed,
-        guess_spread=p.guess_spread,
-    )

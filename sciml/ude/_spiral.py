@@ -11,20 +11,29 @@ consecutive samples, each solved from its own true first point (Chen et al.,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
+from pydantic import Field, model_validator
 
-from sciml.nn import MLP, activation_by_name
+from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.parallel import shard_batch
-from sciml.problems import AbstractProblem
+from sciml.problems import AbstractProblem, resolve_settings
+from sciml.schema import Section
 from sciml.ude._solve import failure_report, solve, solve_batch
 
-__all__ = ["CubicMLPField", "NeuralODESpiral", "spiral_dynamics"]
+__all__ = [
+    "CubicMLPField",
+    "MLPModel",
+    "NeuralODESpiral",
+    "SpiralParams",
+    "adjoint_by_name",
+    "spiral_dynamics",
+]
 
 SPIRAL_A = ((-0.1, 2.0), (-2.0, -0.1))
 
@@ -63,157 +72,201 @@ def _solution(field, y0, ts, rtol, atol, max_steps, adjoint=None, mode=None):
     return solve_batch(field, y0, ts, mode=mode, **kw)
 
 
-class NeuralODESpiral(AbstractProblem):
-    """Fit a neural ODE to the spiral trajectory.
+def adjoint_by_name(name: str, rtol: float = 1e-3, atol: float = 1e-6) -> dfx.AbstractAdjoint:
+    """The diffrax adjoint for a config name (the one place these strings become objects)."""
+    if name == "recursive_checkpoint":
+        return dfx.RecursiveCheckpointAdjoint()
+    if name == "backsolve":
+        # the backward solve gets the forward tolerances (diffrax's default is 1e-3/1e-6)
+        return dfx.BacksolveAdjoint(stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol))
+    if name == "direct":
+        return dfx.DirectAdjoint()
+    raise ValueError(f"unknown adjoint {name!r}; allowed: recursive_checkpoint, backsolve, direct")
 
-    Args:
+
+class SpiralParams(Section):
+    """`problem` section of `neural_ode_spiral`: the settings of `NeuralODESpiral`.
+
+    Attributes:
         n_points: samples of the true trajectory on [0, t_end].
         t_end: final time.
         batch_size: windows per training batch.
-        batch_time: samples per window.
+        batch_time: samples per window (fewer than `n_points`).
         rtol, atol: tolerances of the PID step-size controller (Tsit5).
         max_steps: solver step budget per solve.
-        loss_kind: `"l1"` (mean absolute error, as torchdiffeq's demo) or `"mse"`.
-        adjoint: how training differentiates the solve (a diffrax adjoint;
-            `None`: `RecursiveCheckpointAdjoint()`).
+        loss: `"l1"` (mean absolute error, as torchdiffeq's demo) or `"mse"`.
+        adjoint: how training differentiates the solve (see `adjoint_by_name`):
+            `"recursive_checkpoint"`, `"backsolve"` (O(1) memory; the backward
+            solve gets `rtol`/`atol`) or `"direct"`.
         batch_solve: `"vmap"` (each window its own solve and step sizes) or
             `"joint"` (the batch as one system with shared steps, as
-            torchdiffeq does; much faster with `BacksolveAdjoint`); see
+            torchdiffeq does; much faster with `"backsolve"`); see
             `sciml.ude.solve_batch`.
-        width, depth, activation: the MLP vector field (2-width-...-2).
+    """
+
+    n_points: Annotated[int, Field(ge=3)] = 1000
+    t_end: Annotated[float, Field(gt=0)] = 25.0
+    batch_size: Annotated[int, Field(gt=0)] = 20
+    batch_time: Annotated[int, Field(ge=2)] = 10
+    rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    atol: Annotated[float, Field(gt=0)] = 1e-4
+    max_steps: Annotated[int, Field(gt=0)] = 4096
+    loss: Literal["l1", "mse"] = "l1"
+    adjoint: Literal["recursive_checkpoint", "backsolve", "direct"] = "recursive_checkpoint"
+    batch_solve: Literal["vmap", "joint"] = "vmap"
+
+    @model_validator(mode="after")
+    def _window_fits(self):
+        if self.batch_time >= self.n_points:
+            raise ValueError(
+                f"batch_time ({self.batch_time}) must be smaller than n_points ({self.n_points})"
+            )
+        return self
+
+
+class MLPModel(Section):
+    """`model` section of `neural_ode_spiral`: the MLP vector field 2-width^depth-2 on y**3."""
+
+    width: Annotated[int, Field(gt=0)] = 50
+    depth: Annotated[int, Field(ge=0)] = 1
+    activation: Literal[tuple(ACTIVATIONS)] = "tanh"
+
+
+class NeuralODESpiral(AbstractProblem):
+    """Fit a neural ODE to the spiral trajectory.
+
+    Settings: `SpiralParams` (the `problem` section) and `MLPModel` (the
+    `model` section), given as sections or as keyword arguments, e.g.
+    `NeuralODESpiral(n_points=200, batch_solve="joint", width=16)`.
+
+    Two keywords besides the settings:
+
+    - `loss_kind`: the older name of the `loss` setting.
+    - `adjoint`: a setting name (`"backsolve"`, ...) or a diffrax adjoint
+      object. An object is kept as `adjoint_override` and used instead of
+      `settings.adjoint` (for adjoints no name covers, e.g. a
+      `BacksolveAdjoint` with its own solver).
 
     `evaluate` reports `mse`: mean squared error of the whole trajectory
     solved from y0 against the truth.
     """
 
+    Settings: ClassVar[type[Section]] = SpiralParams
+    ModelSettings: ClassVar[type[Section]] = MLPModel
+
     ts: Float[Array, " n"]
     ys: Float[Array, "n 2"]
-    batch_size: int = eqx.field(static=True)
-    batch_time: int = eqx.field(static=True)
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    loss_kind: str = eqx.field(static=True)
-    adjoint: dfx.AbstractAdjoint | None = eqx.field(static=True)
-    batch_solve: str = eqx.field(static=True)
-    width: int = eqx.field(static=True)
-    depth: int = eqx.field(static=True)
-    activation: str = eqx.field(static=True)
+    settings: SpiralParams = eqx.field(static=True)
+    model_settings: MLPModel = eqx.field(static=True)
+    adjoint_override: dfx.AbstractAdjoint | None = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = ("mse",)
 
     def __init__(
         self,
+        settings: SpiralParams | dict | None = None,
+        model_settings: MLPModel | dict | None = None,
         *,
-        n_points: int = 1000,
-        t_end: float = 25.0,
-        batch_size: int = 20,
-        batch_time: int = 10,
-        rtol: float = 1e-3,
-        atol: float = 1e-4,
-        max_steps: int = 4096,
-        loss_kind: str = "l1",
-        adjoint: dfx.AbstractAdjoint | None = None,
-        batch_solve: str = "vmap",
-        width: int = 50,
-        depth: int = 1,
-        activation: str = "tanh",
+        loss_kind: str | None = None,
+        adjoint: str | dfx.AbstractAdjoint | None = None,
+        **kwargs,
     ):
-        if batch_time < 2 or n_points <= batch_time:
-            raise ValueError(
-                f"NeuralODESpiral: need 2 <= batch_time < n_points, got batch_time={batch_time}, "
-                f"n_points={n_points}"
-            )
-        if loss_kind not in ("l1", "mse"):
-            raise ValueError(f"NeuralODESpiral: loss_kind must be 'l1' or 'mse', got {loss_kind!r}")
-        if batch_solve not in ("vmap", "joint"):
-            raise ValueError(
-                f"NeuralODESpiral: batch_solve must be 'vmap' or 'joint', got {batch_solve!r}"
-            )
-        activation_by_name(activation)  # validates the name
-        self.ts = jnp.linspace(0.0, t_end, n_points)
+        if loss_kind is not None:
+            if "loss" in kwargs:
+                raise TypeError("NeuralODESpiral: give `loss` or its older name `loss_kind`, not both")
+            kwargs["loss"] = loss_kind
+        if isinstance(adjoint, dfx.AbstractAdjoint):
+            self.adjoint_override = adjoint
+        else:
+            self.adjoint_override = None
+            if adjoint is not None:
+                kwargs["adjoint"] = adjoint
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, kwargs
+        )
+        s = self.settings
+        self.ts = jnp.linspace(0.0, s.t_end, s.n_points)
         y0 = jnp.array([2.0, 0.0])
         # The reference trajectory, solved far more accurately than training does.
         self.ys = dfx.diffeqsolve(
             dfx.ODETerm(spiral_dynamics),
             dfx.Tsit5(),
             0.0,
-            t_end,
+            s.t_end,
             None,
             y0,
             saveat=dfx.SaveAt(ts=self.ts),
             stepsize_controller=dfx.PIDController(rtol=1e-8, atol=1e-8),
             max_steps=None,
         ).ys
-        self.batch_size = batch_size
-        self.batch_time = batch_time
-        self.rtol = rtol
-        self.atol = atol
-        self.max_steps = max_steps
-        self.loss_kind = loss_kind
-        self.adjoint = adjoint
-        self.batch_solve = batch_solve
-        self.width = width
-        self.depth = depth
-        self.activation = activation
+
+    @property
+    def adjoint(self) -> dfx.AbstractAdjoint:
+        """The diffrax adjoint training differentiates the solve with."""
+        if self.adjoint_override is not None:
+            return self.adjoint_override
+        s = self.settings
+        return adjoint_by_name(s.adjoint, s.rtol, s.atol)
 
     def init(self, key):
+        m = self.model_settings
         mlp = MLP(
             2,
             2,
-            width=self.width,
-            depth=self.depth,
-            activation=activation_by_name(self.activation),
+            width=m.width,
+            depth=m.depth,
+            activation=activation_by_name(m.activation),
             dtype=self.ys.dtype,
             key=key,
         )
         return CubicMLPField(mlp), None
 
     def _windows(self, key):
-        n = self.ts.shape[0]
-        starts = jax.random.randint(key, (self.batch_size,), 0, n - self.batch_time + 1)
-        return starts, self.ys[starts[:, None] + jnp.arange(self.batch_time)]
+        n, s = self.ts.shape[0], self.settings
+        starts = jax.random.randint(key, (s.batch_size,), 0, n - s.batch_time + 1)
+        return starts, self.ys[starts[:, None] + jnp.arange(s.batch_time)]
 
     def loss(self, model, state, key):
+        s = self.settings
         _, windows = self._windows(key)
         windows = shard_batch(windows)
         # The grid is uniform and the field autonomous: every window reuses ts[:batch_time].
-        t_window = self.ts[: self.batch_time]
+        t_window = self.ts[: s.batch_time]
         pred = _solve(
             model,
             windows[:, 0],
             t_window,
-            self.rtol,
-            self.atol,
-            self.max_steps,
+            s.rtol,
+            s.atol,
+            s.max_steps,
             self.adjoint,
-            self.batch_solve,
+            s.batch_solve,
         )
         err = pred - windows
-        loss = jnp.mean(jnp.abs(err)) if self.loss_kind == "l1" else jnp.mean(err**2)
+        loss = jnp.mean(jnp.abs(err)) if s.loss == "l1" else jnp.mean(err**2)
         return loss, (state, {"mse": jnp.mean(err**2)})
 
     def diagnose(self, model, state, key):
         """Name the training window whose solve failed at this step's batch."""
+        s = self.settings
         starts, windows = self._windows(key)
-        t_window = self.ts[: self.batch_time]
+        t_window = self.ts[: s.batch_time]
         sol = eqx.filter_jit(_solution)(
-            model, windows[:, 0], t_window, self.rtol, self.atol, self.max_steps,
-            None, self.batch_solve,
+            model, windows[:, 0], t_window, s.rtol, s.atol, s.max_steps, None, s.batch_solve
         )
         starts = jax.device_get(starts)
         t0 = jax.device_get(self.ts)[starts]
 
         def describe(i):
             return (
-                f"training window {i} (samples {starts[i]}..{starts[i] + self.batch_time - 1}, "
+                f"training window {i} (samples {starts[i]}..{starts[i] + s.batch_time - 1}, "
                 f"starting at t = {t0[i]:.4g}; times relative to its start)"
             )
 
         what = (
-            f"the solve (max_steps={self.max_steps})"
-            if self.batch_solve == "vmap"
-            else f"the joint solve of all {self.batch_size} windows (max_steps={self.max_steps}), "
+            f"the solve (max_steps={s.max_steps})"
+            if s.batch_solve == "vmap"
+            else f"the joint solve of all {s.batch_size} windows (max_steps={s.max_steps}), "
             f"windows starting at t = {', '.join(f'{t:.4g}' for t in t0)},"
         )
         report = failure_report(sol, what=what, describe=describe)
@@ -223,7 +276,8 @@ class NeuralODESpiral(AbstractProblem):
         """The model's trajectory from y0 over the whole time grid."""
         # One solve over all of [0, t_end] takes many more steps than a
         # training window, so it gets a larger budget than `max_steps`.
-        return _trajectory(model, self.ys[0], self.ts, self.rtol, self.atol, self.max_steps * 16)
+        s = self.settings
+        return _trajectory(model, self.ys[0], self.ts, s.rtol, s.atol, s.max_steps * 16)
 
     def evaluate(self, model, state, key):
         pred = self.trajectory(model)

@@ -6,12 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sciml.ude._estimation import (
-    LeastSquaresResult,
-    gauss_newton,
-    levenberg_marquardt,
-    scaled_residuals,
-)
+from sciml.ude import LeastSquaresResult, gauss_newton, levenberg_marquardt, scaled_residuals
 
 TRUE = np.array([2.0, 1.5])  # amplitude a, decay rate b
 

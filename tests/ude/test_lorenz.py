@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from sciml.config import ConfigError, EmptyModel, validate_section
-from sciml.ude import PolynomialLibrary
-from sciml.ude._lorenz import (
-    LorenzParams,
-    LorenzSINDy,
-    build_lorenz,
-    lorenz_coefficients,
-    lorenz_dynamics,
-)
+from sciml.ude import LorenzSINDy, PolynomialLibrary, lorenz_coefficients, lorenz_dynamics
+from sciml.ude.problems import LorenzParams
 
 SIGMA, RHO, BETA = 10.0, 28.0, 8.0 / 3.0
 
@@ -108,8 +102,15 @@ def test_config_sections_and_build(lorenz, x64):
     problem, _, _ = lorenz
     params = validate_section(LorenzParams, {"threshold": 0.1}, "problem")
     assert (params.dt, params.t_end, params.degree, params.noise) == (0.002, 10.0, 2, 0.0)
-    built = build_lorenz(params, validate_section(EmptyModel, {}, "model"))
+    built = LorenzSINDy(params, validate_section(EmptyModel, {}, "model"))
     np.testing.assert_array_equal(built.xs, problem.xs)
+    assert built.settings == problem.settings == params
+    # the true system is part of the section too; YAML gives x0 as a list
+    moved = validate_section(LorenzParams, {"x0": [-7, 8, 26], "rho": 27.0}, "problem")
+    assert moved.x0 == (-7.0, 8.0, 26.0) and hash(moved)
+    assert LorenzSINDy(moved, dt=0.01, t_end=0.1).true_params == (10.0, 27.0, 8.0 / 3.0)
+    with pytest.raises(ConfigError, match="problem.x0: .*3 entries"):
+        validate_section(LorenzParams, {"x0": [1.0, 2.0]}, "problem")
     with pytest.raises(ConfigError, match="model.width: unknown key"):
         validate_section(EmptyModel, {"width": 8}, "model")
     with pytest.raises(ConfigError, match="problem.threshold"):
@@ -119,7 +120,7 @@ def test_config_sections_and_build(lorenz, x64):
 def test_constructor_errors():
     with pytest.raises(ValueError, match="need at least 3 samples"):
         LorenzSINDy(dt=0.5, t_end=1.0)
-    with pytest.raises(ValueError, match="threshold=-0.1"):
+    with pytest.raises(ValueError, match="problem.threshold: .*got -0.1"):
         LorenzSINDy(threshold=-0.1)
 
 

@@ -37,10 +37,12 @@ def test_evaluate_reports_exact_recovery_for_exact_network(x64):
 
 
 def test_invalid_settings():
-    with pytest.raises(ValueError, match="noise must be >= 0"):
+    with pytest.raises(ValueError, match="problem.noise: must be greater than or equal to 0"):
         LotkaVolterraUDE(noise=-0.1)
-    with pytest.raises(ValueError, match="selection must be one of 'bic', 'tol', got 'aic'"):
+    with pytest.raises(ValueError, match="problem.selection: must be 'bic' or 'tol', got 'aic'"):
         LotkaVolterraUDE(selection="aic")
+    with pytest.raises(ValueError, match="model.width"):
+        LotkaVolterraUDE(width=0)
 
 
 @pytest.mark.slow

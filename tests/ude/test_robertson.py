@@ -9,13 +9,8 @@ from helpers import REPO
 from sciml.config import EmptyModel, LBFGSConfig, TrainConfig, load_yaml, validate_section
 from sciml.optim import make_optimizer
 from sciml.trainer import fit
-from sciml.ude._robertson import (
-    ROBERTSON_RATES,
-    RobertsonFit,
-    RobertsonParams,
-    build_robertson,
-    robertson_rhs,
-)
+from sciml.ude import ROBERTSON_RATES, RobertsonFit, robertson_rhs
+from sciml.ude.problems import RobertsonParams
 
 TRUE_LOG_K = np.log(ROBERTSON_RATES)
 
@@ -98,5 +93,15 @@ def test_config_file_sections_validate(x64):
     model = validate_section(EmptyModel, data["model"], "model")
     assert params == RobertsonParams()  # the file spells out the defaults
     assert data["train"]["dtype"] == "float64" and data["optimizer"]["name"] == "lbfgs"
-    problem = build_robertson(params.model_copy(update={"n_obs": 12}), model)
+    problem = RobertsonFit(params.model_copy(update={"n_obs": 12}), model)
     assert isinstance(problem, RobertsonFit) and problem.data.shape == (12, 3)
+    assert problem.settings == RobertsonParams(n_obs=12) and problem.model_settings == model
+
+
+def test_diagnose_names_a_failed_solve(x64):
+    # 800 steps: enough for the reference solve's budget (4x), too few for the fit's own solve
+    problem = RobertsonFit(n_obs=10, max_steps=800)
+    assert RobertsonFit(n_obs=10).diagnose(jnp.asarray(TRUE_LOG_K), None, None) is None
+    reason = problem.diagnose(jnp.asarray(TRUE_LOG_K), None, None)
+    assert "the Robertson solve at rates k = (0.04, 3e+07, 1e+04) (max_steps=800) failed" in reason
+    assert "maximum number of solver steps" in reason

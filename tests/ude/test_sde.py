@@ -72,7 +72,7 @@ def test_neural_sde_scale_is_positive(getkey):
 
 
 def test_ou_problem_validation():
-    with pytest.raises(ValueError, match="kappa must be positive"):
+    with pytest.raises(ValueError, match="problem.kappa: must be greater than 0"):
         NeuralSDEOU(kappa=-1.0)
     with pytest.raises(ValueError, match="batch_paths"):
         NeuralSDEOU(n_paths=4, batch_paths=8)

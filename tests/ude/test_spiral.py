@@ -13,6 +13,7 @@ import pytest
 from helpers import PYTHON, REPO
 from sciml.config import TrainConfig
 from sciml.problems import build_problem
+from sciml.schema import ConfigError
 from sciml.trainer import TrainingDiverged, fit
 from sciml.ude import CubicMLPField, spiral_dynamics
 
@@ -59,10 +60,45 @@ def test_untrained_model_is_far_from_the_truth():
 def test_invalid_settings():
     from sciml.ude import NeuralODESpiral
 
-    with pytest.raises(ValueError, match="batch_time"):
+    with pytest.raises(ConfigError, match="batch_time"):
         NeuralODESpiral(n_points=10, batch_time=10)
-    with pytest.raises(ValueError, match="loss_kind"):
+    with pytest.raises(ConfigError, match="problem.loss: must be 'l1' or 'mse', got 'huber'"):
         NeuralODESpiral(loss_kind="huber")
+    with pytest.raises(ConfigError, match="model.activation"):
+        NeuralODESpiral(activation="tan")
+    with pytest.raises(ConfigError, match="unknown setting 'n_point'; allowed: activation, adjoint"):
+        NeuralODESpiral(n_point=10)
+    with pytest.raises(TypeError, match="not both"):
+        NeuralODESpiral(loss="mse", loss_kind="l1")
+
+
+def test_settings_are_the_config_sections():
+    import diffrax as dfx
+
+    from sciml.problems import get_problem_spec
+    from sciml.ude import NeuralODESpiral
+    from sciml.ude.problems import MLPModel, SpiralParams
+
+    spec = get_problem_spec("neural_ode_spiral")
+    assert (spec.params, spec.model) == (SpiralParams, MLPModel) == (
+        NeuralODESpiral.Settings, NeuralODESpiral.ModelSettings)
+    # keywords go to whichever section declares them; `loss_kind` is the older name of `loss`
+    p = NeuralODESpiral(n_points=50, width=4, loss_kind="mse", adjoint="backsolve", rtol=1e-5)
+    assert p.settings == SpiralParams(n_points=50, loss="mse", adjoint="backsolve", rtol=1e-5)
+    assert p.model_settings == MLPModel(width=4)
+    assert p.adjoint_override is None
+    assert isinstance(p.adjoint, dfx.BacksolveAdjoint)
+    assert p.adjoint.kwargs["stepsize_controller"].rtol == 1e-5  # the backward solve's tolerance
+    built = build_problem("neural_ode_spiral", {"n_points": 50, "loss": "mse", "adjoint": "backsolve",
+                                                "rtol": 1e-5}, {"width": 4})
+    assert (built.settings, built.model_settings) == (p.settings, p.model_settings)
+    np.testing.assert_array_equal(built.ys, p.ys)
+    assert isinstance(NeuralODESpiral(n_points=50).adjoint, dfx.RecursiveCheckpointAdjoint)
+    # an adjoint object no name covers is kept as an override
+    custom = dfx.BacksolveAdjoint(solver=dfx.Dopri5())
+    q = NeuralODESpiral(n_points=50, adjoint=custom)
+    assert q.adjoint is custom and q.adjoint_override is custom
+    assert q.settings.adjoint == "recursive_checkpoint"
 
 
 @pytest.mark.slow
