@@ -204,11 +204,10 @@ def _sgd(cfg: SGDConfig, total_steps: int):
 
 
 def _lbfgs(cfg: LBFGSConfig, total_steps: int):
-    # "one": try the full quasi-Newton step first, as optax.lbfgs's default line
-    # search does; optax's zoom default ("keep") reuses the last step length and
-    # makes L-BFGS converge only linearly.
+    # "one" (the default) tries the full quasi-Newton step first, as optax.lbfgs
+    # does; optax's zoom line search alone defaults to "keep".
     search = optax.scale_by_zoom_linesearch(
-        max_linesearch_steps=cfg.max_linesearch_steps, initial_guess_strategy="one"
+        max_linesearch_steps=cfg.max_linesearch_steps, initial_guess_strategy=cfg.initial_guess
     )
     return _clipped(cfg, optax.lbfgs(memory_size=cfg.memory_size, linesearch=search))
 

@@ -106,11 +106,19 @@ class LBFGSConfig(Section):
     The line search re-evaluates the loss with the step's own PRNG key and
     problem state, so a stochastic loss is treated as fixed within one step
     (and a problem's `advance` hook is not re-run).
+
+    `initial_guess`: the step length the line search tries first. `"one"`
+    (optax.lbfgs's default) tries the full quasi-Newton step, which gives
+    L-BFGS its superlinear convergence; `"keep"` starts from the previous
+    step's length, so after a short step the iteration stays damped and
+    converges only linearly (before sciml 0.1's core rework this was the only
+    behaviour; the Lotka-Volterra recipe's figures were measured with it).
     """
 
     name: Literal["lbfgs"]
     memory_size: PositiveInt = 10
     max_linesearch_steps: PositiveInt = 20
+    initial_guess: Literal["one", "keep"] = "one"
     clip_norm: PositiveFloat | None = None
 
 
