@@ -44,9 +44,14 @@ class Permuted(eqx.Module):
 
 
 class PermutedFit(AbstractProblem):
-    """mean((w[perm] * mask - target)^2): w must learn target un-permuted."""
+    """mean((w[perm] * mask - target[order])^2): w must learn target un-permuted.
+
+    `order` is an integer array held by the problem (not the model): it goes
+    into the compiled step as an argument and is never differentiated.
+    """
 
     target: jax.Array
+    order: jax.Array
     metric_names: ClassVar[tuple[str, ...]] = ("error",)
 
     def init(self, key):
@@ -56,14 +61,14 @@ class PermutedFit(AbstractProblem):
 
     def loss(self, model, state, key):
         pred = jnp.where(model.mask, model.w[model.perm], 0.0)
-        return jnp.mean((pred - self.target) ** 2), (state, {})
+        return jnp.mean((pred[self.order] - self.target[self.order]) ** 2), (state, {})
 
     def evaluate(self, model, state, key):
         return {"error": float(jnp.max(jnp.abs(model.w[model.perm] - self.target)))}
 
 
 def test_integer_and_boolean_leaves_are_carried_not_trained(tmp_path):
-    problem = PermutedFit(jnp.arange(1.0, 7.0))
+    problem = PermutedFit(jnp.arange(1.0, 7.0), jnp.array([5, 0, 3, 1, 4, 2], jnp.int32))
     train = quiet(steps=400, log_every=200, checkpoint_every=200)
     result = fit(problem, optax.adam(0.05), train, run_dir=tmp_path)
     assert result.summary["error"] < 1e-3
