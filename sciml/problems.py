@@ -58,8 +58,8 @@ class AbstractProblem(eqx.Module):
     - `per_sample(model, state, key) -> dict[str, Array]`: the per-sample
       function behind the loss, for curvature-aware optimizers. Keys:
       `"residuals"` (loss == 0.5 * sum(r**2)), `"log_amplitudes"` (log psi on
-      the current samples), `"outputs"` (per-sample model outputs, with
-      `output_loss(outputs, state, key)` giving the loss from them).
+      the current samples), `"outputs"` (per-sample model outputs; reserved
+      for the K-FAC pillar).
     - `diagnose(model, state, key) -> str | None`: explain a non-finite loss.
     - `figures(model, state, outdir) -> list[str]`: save PNGs.
 

@@ -105,3 +105,19 @@ def test_diagnose_names_a_failed_solve(x64):
     reason = problem.diagnose(jnp.asarray(TRUE_LOG_K), None, None)
     assert "the Robertson solve at rates k = (0.04, 3e+07, 1e+04) (max_steps=800) failed" in reason
     assert "maximum number of solver steps" in reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gauss_newton_through_the_trainer_lands_on_the_lm_solution(x64, seed):
+    # The per_sample residuals drive sciml's Gauss-Newton optimizer; it must
+    # reach the least-squares minimum that optimistix's Levenberg-Marquardt
+    # finds on the same noisy data (different code, same optimum).
+    from sciml.optim import GaussNewtonConfig
+
+    problem = RobertsonFit(noise=0.01, data_seed=seed)
+    train = TrainConfig(steps=8, log_every=8, checkpoint_every=None, progress=False, seed=seed)
+    result = fit(problem, make_optimizer(GaussNewtonConfig(name="gauss_newton"), 8), train)
+    lm = problem.fit_lm(problem.init(jax.random.split(jax.random.PRNGKey(seed), 3)[0])[0])
+    np.testing.assert_allclose(np.exp(result.model), np.exp(lm), rtol=1e-5)
+    assert result.summary["max_rel_error"] < 0.03, result.summary
