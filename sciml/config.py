@@ -133,10 +133,11 @@ def _problem_sections(data: dict, messages: list[str]):
 
 
 def _resolve_schedules(optimizer: Section, steps: int) -> Section:
-    """Pin `decay_steps: null` of cosine schedules to the run's length (also inside phases).
+    """Pin `decay_steps: null` of the optimizer's cosine schedule to the run's length.
 
     The saved config then records the horizon, so a resumed run with more
-    steps keeps the schedule it started with.
+    steps keeps the schedule it started with. (A `sequence`'s phases decay
+    over their own lengths when built.)
     """
     update = {}
     schedule = getattr(optimizer, "schedule", None)

@@ -28,7 +28,6 @@ __all__ = [
     "batch_sharding",
     "shard_batch",
     "replicate",
-    "put_replicated",
     "to_host",
     "is_main_process",
     "initialize_distributed",
@@ -157,15 +156,9 @@ def _put(a, sharding: NamedSharding):
 
 
 def replicate(tree, mesh: Mesh | None):
-    """Place every array of `tree` on all devices of `mesh` (no-op for `None`)."""
+    """Place every array leaf of `tree` (JAX or NumPy) on all devices of `mesh` (no-op for `None`)."""
     if mesh is None:
         return tree
-    sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.tree.map(lambda a: _put(a, sharding) if isinstance(a, jax.Array) else a, tree)
-
-
-def put_replicated(tree, mesh: Mesh):
-    """Every array leaf of `tree` (JAX or NumPy) placed on all devices of `mesh`."""
     sharding = NamedSharding(mesh, PartitionSpec())
     return jax.tree.map(
         lambda a: _put(a, sharding) if isinstance(a, (jax.Array, np.ndarray)) else a, tree

@@ -168,11 +168,8 @@ def resolve_settings(
 
 
 def _as_dict(section) -> dict[str, Any]:
-    if section is None:
-        return {}
-    if isinstance(section, Section):
-        return dict(section)  # shallow: keeps nested sections as objects
-    return dict(section)
+    # shallow: nested sections stay objects (a Section iterates as (name, value))
+    return {} if section is None else dict(section)
 
 
 @dataclass(frozen=True)

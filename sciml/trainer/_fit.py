@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from sciml.cache import enable_compilation_cache
-from sciml.parallel import make_mesh, put_replicated, to_host
+from sciml.parallel import make_mesh, replicate, to_host
 from sciml.trainer._callbacks import Callback, ProgressBar, RunInfo
 from sciml.trainer._config import TrainConfig
 from sciml.trainer._diverge import TrainingDiverged, explain_divergence
@@ -149,8 +149,8 @@ def fit(
 
     # The arrays go in as arguments (not constants baked into the program);
     # every leaf gets its own buffer placed on the mesh.
-    problem_arrays = put_replicated(eqx.filter(problem, eqx.is_array), mesh)
-    ts = put_replicated(ts, mesh)
+    problem_arrays = replicate(eqx.filter(problem, eqx.is_array), mesh)
+    ts = replicate(ts, mesh)
     step = int(to_host(ts.step))
 
     # Compile the chunk once, ahead of time, so compile time is measured apart.
