@@ -30,6 +30,7 @@ __all__ = [
     "replicate",
     "to_host",
     "is_main_process",
+    "agree_with_main_process",
     "initialize_distributed",
 ]
 
@@ -83,6 +84,15 @@ def initialize_distributed(
 def is_main_process() -> bool:
     """Whether this is process 0 (the one that writes files in a multi-process run)."""
     return jax.process_index() == 0
+
+
+def agree_with_main_process(flag: bool) -> bool:
+    """Process 0's `flag`, on every process (a collective when there are several; else `flag`)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def make_mesh(devices: int | str = 1) -> Mesh:

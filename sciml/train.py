@@ -101,6 +101,25 @@ def _holds_run(path: Path) -> bool:
     return any((path / m).exists() for m in _RUN_MARKERS)
 
 
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to start a fresh run over an existing one (or over foreign files) unless told to."""
+    if not run_dir.exists():
+        return
+    if _holds_run(run_dir):
+        if not overwrite:
+            raise ConfigError(
+                f"error: run directory {run_dir} already holds a run; continue it with "
+                f"`python -m sciml.train --resume {run_dir}`, choose another "
+                f"output.dir=..., or pass --overwrite to replace it"
+            )
+        shutil.rmtree(run_dir)
+    elif any(run_dir.iterdir()):
+        raise ConfigError(
+            f"error: output directory {run_dir} exists and holds other files (not a sciml "
+            f"run); choose another output.dir=..."
+        )
+
+
 def _check_devices(cfg) -> None:
     import jax
 
@@ -260,22 +279,18 @@ def main(argv: list[str] | None = None) -> int:
         if ns.print_config:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
             return 0
-        from sciml.parallel import is_main_process
+        from sciml.parallel import agree_with_main_process, is_main_process
 
-        if not resume and run_dir.exists() and is_main_process():
-            if _holds_run(run_dir):
-                if not ns.overwrite:
-                    raise ConfigError(
-                        f"error: run directory {run_dir} already holds a run; continue it with "
-                        f"`python -m sciml.train --resume {run_dir}`, choose another "
-                        f"output.dir=..., or pass --overwrite to replace it"
-                    )
-                shutil.rmtree(run_dir)
-            elif any(run_dir.iterdir()):
-                raise ConfigError(
-                    f"error: output directory {run_dir} exists and holds other files (not a sciml "
-                    f"run); choose another output.dir=..."
-                )
+        refusal = None
+        if not resume and is_main_process():
+            try:
+                _prepare_run_dir(run_dir, ns.overwrite)
+            except ConfigError as e:
+                refusal = str(e)
+        # Every process of a multi-process run stops with process 0 (the
+        # others would otherwise wait for it at the first collective).
+        if agree_with_main_process(refusal is not None):
+            raise ConfigError(refusal or f"error: process 0 refused the run directory {run_dir}")
         from sciml.trainer import TrainingDiverged
 
         try:

@@ -221,3 +221,34 @@ def test_only_process_zero_writes_the_run_directory(launched):
     written = {Path(path).relative_to(runs).parts[:1] for _, path in info[0]["writes"]}
     assert written == {(), ("full",), ("resumed",)}
     assert not list(runs.rglob("*.tmp"))
+
+
+def test_every_process_stops_when_process_zero_refuses_the_run_directory(tmp_path):
+    # Process 0 alone checks the run directory; the others must stop with it
+    # (exit 2) instead of waiting for it at the first collective.
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "config.yaml").write_text("a run")
+    coordinator = f"127.0.0.1:{_free_port()}"
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sciml.train", str(REPO / "configs/neural_ode_spiral.yaml"),
+             f"output.dir={run}", "train.devices=all", "--coordinator", coordinator,
+             "--num-processes", "2", "--process-id", str(i)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    errs = [e for _, e in outs]
+    if any(UNSUPPORTED.search(e) for e in errs):
+        pytest.skip("this JAX cannot run cross-process CPU collectives")
+    assert [p.returncode for p in procs] == [2, 2], errs
+    assert "already holds a run" in errs[0]
+    assert f"process 0 refused the run directory {run}" in errs[1]
+    assert (run / "config.yaml").read_text() == "a run"
