@@ -357,6 +357,16 @@ def test_damped_natural_gradient_step_equals_dense_solve(x64):
     np.testing.assert_allclose(result.model, expected, rtol=1e-10, atol=1e-12)
 
 
+class ComplexResiduals(ComplexTarget):
+    def per_sample(self, model, state, key):
+        return {"residuals": model["z"] - self.c}
+
+
+def test_gauss_newton_refuses_complex_parameters():
+    with pytest.raises(ValueError, match="gauss_newton supports real parameters only"):
+        fit(ComplexResiduals(jnp.array([1 + 2j])), gauss_newton(), quiet(steps=1, log_every=1))
+
+
 def test_optimizer_needing_per_sample_on_a_problem_without_it():
     with pytest.raises(ValueError, match="defines no `per_sample"):
         fit(CountingQuadratic(), gauss_newton(), quiet(steps=1, log_every=1))
