@@ -11,6 +11,7 @@ Exit status: 0 success, 1 a plug-in failed to import, 2 invalid config or argume
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ _RESUME_OVERRIDABLE = {
     "train.compilation_cache",
 }
 _RUN_MARKERS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints")
+MARKER = ".sciml-run"
+"""File written first into every run directory; `--overwrite` needs it."""
+# What sciml writes into a run directory: names at the top, and per folder a
+# test for the files it holds. Anything else is the user's and never deleted.
+_OURS = {MARKER, "config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "figures"}
+_OURS_INSIDE = {
+    "checkpoints": lambda name: re.fullmatch(r"\.?step_\d+\.eqx(\..*\.tmp)?", name) is not None,
+    "figures": lambda name: name.endswith(".png"),
+}
 
 _EPILOG = """\
 config files:
@@ -55,8 +65,10 @@ overrides:
 
 run directory (default runs/<config file name>):
   config.yaml (resolved config), metrics.jsonl, checkpoints/, summary.json,
-  figures/. An existing run is never replaced unless --overwrite is given;
-  continue it with --resume instead.
+  figures/, and the marker .sciml-run. An existing run is never replaced
+  unless --overwrite is given, and --overwrite deletes a directory only when
+  everything in it is what sciml wrote (else it lists the rest and stops);
+  continue a run with --resume instead.
 
 exit status: 0 done, 1 a plug-in failed to import, 2 bad config or arguments,
 3 training diverged (the last good checkpoint is kept), 130 interrupted
@@ -98,11 +110,41 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _holds_run(path: Path) -> bool:
-    return any((path / m).exists() for m in _RUN_MARKERS)
+    return any((path / m).exists() for m in (MARKER, *_RUN_MARKERS))
+
+
+def _our_temp_file(name: str) -> bool:
+    # what an atomic write killed half-way leaves: .<name>.<random>.tmp
+    return any(name.startswith(f".{ours}.") and name.endswith(".tmp") for ours in _OURS)
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """What in `run_dir` sciml did not write (relative paths; the marker's absence too)."""
+    found = [] if (run_dir / MARKER).is_file() else [f"(no {MARKER} marker)"]
+    for entry in sorted(run_dir.iterdir()):
+        if entry.is_file() and _our_temp_file(entry.name):
+            continue
+        if entry.name not in _OURS or (entry.name == MARKER and not entry.is_file()):
+            found.append(entry.name + ("/" if entry.is_dir() else ""))
+        elif entry.name in _OURS_INSIDE:
+            if not entry.is_dir():
+                found.append(entry.name)
+                continue
+            for inner in sorted(entry.iterdir()):
+                if inner.is_dir() or not _OURS_INSIDE[entry.name](inner.name):
+                    found.append(f"{entry.name}/{inner.name}" + ("/" if inner.is_dir() else ""))
+        elif entry.is_dir():
+            found.append(entry.name + "/")
+    return found
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to start a fresh run over an existing one (or over foreign files) unless told to."""
+    """Refuse to start a fresh run over an existing one (or over foreign files) unless told to.
+
+    `--overwrite` deletes the directory only when everything in it is what
+    sciml writes into a run directory, the marker included; otherwise it
+    refuses and lists what is not (the user's files are never touched).
+    """
     if not run_dir.exists():
         return
     if _holds_run(run_dir):
@@ -111,6 +153,13 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
                 f"error: run directory {run_dir} already holds a run; continue it with "
                 f"`python -m sciml.train --resume {run_dir}`, choose another "
                 f"output.dir=..., or pass --overwrite to replace it"
+            )
+        foreign = foreign_entries(run_dir)
+        if foreign:
+            shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+            raise ConfigError(
+                f"error: --overwrite: {run_dir} holds files sciml did not write ({shown}); "
+                f"nothing was deleted. Remove them yourself or choose another output.dir=..."
             )
         shutil.rmtree(run_dir)
     elif any(run_dir.iterdir()):
@@ -152,6 +201,8 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False):
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / MARKER).exists():
+            atomic_write_bytes(run_dir / MARKER, b"a sciml run directory; --overwrite may delete it\n")
         text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         atomic_write_bytes(run_dir / "config.yaml", text.encode())
     return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume)
@@ -236,7 +287,8 @@ def _resume_config(run_dir: Path, overrides: list[str]):
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = _parser()
-    ns = parser.parse_args(argv)
+    # options may come anywhere: `CONFIG --overwrite train.steps=5` as well as before it
+    ns = parser.parse_intermixed_args(argv)
     run_dir = None
     if ns.coordinator or ns.num_processes is not None or ns.process_id is not None:
         ns.distributed = True
