@@ -11,6 +11,7 @@ Exit status: 0 success, 1 a plug-in failed to import, 2 invalid config or argume
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shutil
 import sys
@@ -230,7 +231,9 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
-    """Load a run directory's latest checkpoint (or the one at `step`).
+    """Load a run directory's newest intact checkpoint (or the one at `step`).
+
+    Damaged checkpoints are skipped with a warning on the `sciml` logger.
 
     Example:
         >>> run = load_run("runs/neural_ode_spiral")
@@ -238,7 +241,7 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     """
     import jax
 
-    from sciml.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+    from sciml.checkpoint import list_checkpoints, load_checkpoint, load_latest_intact
     from sciml.optim import make_optimizer
     from sciml.problems import get_problem_spec
     from sciml.trainer import init_train_state, join_model
@@ -253,19 +256,47 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
     problem = get_problem_spec(cfg.problem_name).build(cfg.problem, cfg.model)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     template, model_static = init_train_state(problem, optimizer, cfg.train.seed)
-    found = dict(list_checkpoints(run_dir / "checkpoints"))
+    directory = run_dir / "checkpoints"
     if step is None:
-        latest = latest_checkpoint(run_dir / "checkpoints")
-        if latest is None:
-            raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
-        step = latest[0]
-    if step not in found:
-        raise FileNotFoundError(
-            f"no checkpoint for step {step} in {run_dir}/checkpoints; available: {sorted(found)}"
+        found = load_latest_intact(
+            directory,
+            template,
+            on_skip=lambda path, why: logging.getLogger("sciml").warning("skipped %s: %s", path.name, why),
         )
-    ts = load_checkpoint(found[step], template)
+        if found is None:
+            raise FileNotFoundError(f"{directory} holds no intact checkpoint")
+        ts = found[2]
+    else:
+        available = dict(list_checkpoints(directory))
+        if step not in available:
+            raise FileNotFoundError(
+                f"no checkpoint for step {step} in {directory}; available: {sorted(available)}"
+            )
+        ts = load_checkpoint(available[step], template)
     model = join_model(ts.params, ts.buffers, model_static)
     return LoadedRun(cfg, problem, model, ts.problem_state, int(ts.step), ts)
+
+
+def _reached_step(run_dir: Path) -> int | None:
+    """The step of the newest intact checkpoint in `run_dir` (by its header), or `None`."""
+    from sciml.checkpoint import CheckpointDamaged, list_checkpoints, read_checkpoint_header
+
+    for _, path in reversed(list_checkpoints(run_dir / "checkpoints")):
+        try:
+            return int(read_checkpoint_header(path)["step"])
+        except (CheckpointDamaged, KeyError, ValueError):
+            continue
+    return None
+
+
+def _log_to_stderr() -> None:
+    """Show the `sciml` logger's warnings (a skipped damaged checkpoint) as `warning: ...` lines."""
+    log = logging.getLogger("sciml")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
 
 
 def _resume_config(run_dir: Path, overrides: list[str]):
@@ -289,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     # options may come anywhere: `CONFIG --overwrite train.steps=5` as well as before it
     ns = parser.parse_intermixed_args(argv)
+    _log_to_stderr()
     run_dir = None
     if ns.coordinator or ns.num_processes is not None or ns.process_id is not None:
         ns.distributed = True
@@ -318,6 +350,19 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(ns.resume)
             cfg = _resume_config(run_dir, ns.args)
             resume = True
+            reached = _reached_step(run_dir)
+            if reached is not None and reached > cfg.train.steps:
+                raise ConfigError(
+                    f"config error: train.steps: {cfg.train.steps} is below step {reached}, which "
+                    f"the run in {run_dir} already reached; give train.steps > {reached} to go on"
+                )
+            if reached is not None and reached == cfg.train.steps:
+                print(
+                    f"{run_dir}: the run already finished at step {reached} (train.steps = "
+                    f"{reached}); nothing was changed. To train further: python -m sciml.train "
+                    f"--resume {run_dir} train.steps=N with N > {reached}"
+                )
+                return 0
         else:
             if not ns.args:
                 parser.error("a CONFIG file is required (or --resume RUN_DIR, or --list)")

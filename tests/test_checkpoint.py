@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from sciml.checkpoint import (
+    CheckpointDamaged,
+    CheckpointMismatch,
     atomic_write_bytes,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_latest_intact,
     save_checkpoint,
 )
 
@@ -104,7 +107,43 @@ def test_failed_atomic_write_leaves_previous_file_and_no_temp(tmp_path, monkeypa
 
 def test_mismatched_template_is_a_clear_error(tmp_path):
     path = save_checkpoint(tmp_path, 1, {"w": jnp.ones(3)})
-    with pytest.raises(ValueError, match="does not match the expected training state"):
+    with pytest.raises(ValueError, match="holds a different training state"):
         load_checkpoint(path, {"w": jnp.ones(4)})
     with pytest.raises(ValueError, match="step must be >= 0"):
         save_checkpoint(tmp_path, -1, {})
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda b: b[: len(b) // 2], "cut short"),
+        (lambda b: b"", "empty"),
+        (lambda b: b[:-80] + bytes([b[-80] ^ 1]) + b[-79:], "checksum mismatch"),
+        (lambda b: b"\x93NUMPY" + b[20:], "not a sciml checkpoint"),
+    ],
+    ids=["truncated", "empty", "bit-flip", "foreign"],
+)
+def test_damage_is_recognised_and_skipped(tmp_path, damage, why):
+    tree = {"w": jnp.arange(50.0), "n": jnp.array(4, jnp.int32)}
+    save_checkpoint(tmp_path, 1, tree)
+    path = save_checkpoint(tmp_path, 2, {"w": tree["w"] + 1, "n": tree["n"]})
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CheckpointDamaged, match=why):
+        load_checkpoint(path, tree)
+    skipped = []
+    step, used, out = load_latest_intact(tmp_path, tree, on_skip=lambda p, r: skipped.append((p, r)))
+    assert step == 1 and used.name == "step_000000001.eqx"
+    np.testing.assert_array_equal(out["w"], np.arange(50.0))
+    assert skipped and skipped[0][0] == path and why in skipped[0][1]
+
+
+def test_mismatch_names_the_leaves_that_differ(tmp_path):
+    path = save_checkpoint(tmp_path, 3, {"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)})
+    with pytest.raises(CheckpointMismatch) as info:
+        load_checkpoint(path, {"w": jnp.zeros((4, 3)), "c": jnp.zeros(3)})
+    msg = str(info.value)
+    assert "['w']: saved (2, 3) float32, expected (4, 3) float32" in msg
+    assert "['c']: not in the checkpoint" in msg and "['b']: in the checkpoint but not expected" in msg
+    # a mismatch is not damage: falling back to older files would not help
+    with pytest.raises(CheckpointMismatch):
+        load_latest_intact(tmp_path, {"w": jnp.zeros((4, 3)), "c": jnp.zeros(3)})

@@ -1,8 +1,11 @@
-"""`--overwrite` deletes only what is provably a sciml run: a marker written at run creation and only known names."""
+"""Nothing lost: `--overwrite` deletes only a provable sciml run; resume survives damaged or missing checkpoints."""
 
+import json
+import shutil
 import subprocess
 
 from helpers import PYTHON, REPO
+from sciml.train import load_run
 
 SPIRAL = REPO / "configs" / "neural_ode_spiral.yaml"
 SMALL = [
@@ -54,3 +57,40 @@ def test_overwrite_replaces_a_real_run_but_not_one_holding_user_files(tmp_path):
     assert r.returncode == 2
     assert "analysis.ipynb" in r.stderr and "figures/my_plot.pdf" in r.stderr
     assert snapshot(run) == before
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_fewer_steps_is_an_error(tmp_path):
+    run = tmp_path / "run"
+    assert cli(SPIRAL, f"output.dir={run}", *SMALL).returncode == 0
+    before = snapshot(run)
+    r = cli("--resume", run)
+    assert r.returncode == 0 and "already finished at step 20" in r.stdout
+    r = cli("--resume", run, "train.steps=10")
+    assert r.returncode == 2 and "train.steps: 10 is below step 20" in r.stderr
+    assert snapshot(run) == before
+    json.loads((run / "summary.json").read_text())  # strict JSON
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_zero(tmp_path):
+    run = tmp_path / "run"
+    assert cli(SPIRAL, f"output.dir={run}", *SMALL).returncode == 0
+    reference = (run / "checkpoints" / "step_000000020.eqx").read_bytes()
+    shutil.rmtree(run / "checkpoints")
+    (run / "summary.json").unlink()
+    r = cli("--resume", run)
+    assert r.returncode == 0, r.stderr
+    assert (run / "checkpoints" / "step_000000020.eqx").read_bytes() == reference
+
+
+def test_load_run_and_resume_fall_back_past_a_damaged_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert cli(SPIRAL, f"output.dir={run}", *SMALL, "train.checkpoint_every=10").returncode == 0
+    reference = (run / "checkpoints" / "step_000000020.eqx").read_bytes()
+    (run / "checkpoints" / "step_000000020.eqx").write_bytes(b"")  # zero bytes: a full disk
+    loaded = load_run(run)
+    assert loaded.step == 10
+    r = cli("--resume", run)
+    assert r.returncode == 0, r.stderr
+    assert "warning: skipped step_000000020.eqx" in r.stderr and "empty" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert (run / "checkpoints" / "step_000000020.eqx").read_bytes() == reference

@@ -29,7 +29,7 @@ from sciml.config import (
 from sciml.optim import make_optimizer, make_schedule
 from sciml.problems import AbstractProblem, build_problem
 from sciml.train import load_run
-from sciml.trainer import TrainingDiverged, fit, make_loss_and_grad
+from sciml.trainer import TrainingDiverged, fit, init_train_state, make_loss_and_grad
 
 SPIRAL = REPO / "configs" / "neural_ode_spiral.yaml"
 
@@ -121,8 +121,26 @@ def test_in_process_resume_matches_uninterrupted(tmp_path):
     assert resumed.step == 90
     for x, y in zip(array_leaves(full.model), array_leaves(resumed.model)):
         np.testing.assert_array_equal(x, y)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        fit(problem, optax.adam(1e-2), quiet(steps=5), run_dir=tmp_path / "empty", resume=True)
+    # a run killed before its first checkpoint resumes from step 0
+    fresh = fit(problem, optax.adam(1e-2), quiet(steps=5, log_every=5))
+    from_nothing = fit(problem, optax.adam(1e-2), quiet(steps=5, log_every=5), run_dir=tmp_path / "empty", resume=True)
+    for x, y in zip(array_leaves(fresh.model), array_leaves(from_nothing.model)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(tmp_path, caplog):
+    problem = small_spiral()
+    full = fit(problem, optax.adam(1e-2), quiet(steps=90, log_every=30))
+    fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=30, checkpoint_every=30), run_dir=tmp_path)
+    newest = tmp_path / "checkpoints" / "step_000000060.eqx"
+    newest.write_bytes(newest.read_bytes()[:100])  # a disk that filled up
+    with caplog.at_level("WARNING", logger="sciml"):
+        resumed = fit(problem, optax.adam(1e-2), quiet(steps=90, log_every=30), run_dir=tmp_path, resume=True)
+    assert "skipped step_000000060.eqx" in caplog.text and "cut short" in caplog.text
+    for x, y in zip(array_leaves(full.model), array_leaves(resumed.model)):
+        np.testing.assert_array_equal(x, y)  # went on from step 30: same result
+    steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps[:3] == [30, 60, 90]  # the records past step 30 were redone, not duplicated
 
 
 # --- optimizers and schedules ------------------------------------------------------
@@ -190,7 +208,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_state(tmp_path):
     assert err.step == 3  # w = 3 after three steps, so the loss at step 3 is NaN
     assert err.checkpoint == tmp_path / "checkpoints" / "step_000000002.eqx"
     assert "step 3" in str(err) and str(err.checkpoint) in str(err)
-    w = load_checkpoint(err.checkpoint, jnp.array(0.0))
+    template, _ = init_train_state(Exploding(), optax.sgd(1.0), 0)
+    w = load_checkpoint(err.checkpoint, template).params
     assert float(w) == 2.0
     assert latest_checkpoint(tmp_path / "checkpoints")[0] == 2
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -110,7 +110,9 @@ def fit(
         train: a `TrainConfig` (defaults if `None`).
         run_dir: if given, write `metrics.jsonl`, `checkpoints/`,
             `summary.json` and `figures/` there.
-        resume: continue from the newest checkpoint in `run_dir/checkpoints`.
+        resume: continue from the newest intact checkpoint in
+            `run_dir/checkpoints` (damaged ones are skipped with a warning;
+            with none, the run starts from step 0).
         callbacks: further `Callback`s (loggers, `EarlyStopping`, ...),
             called after the run directory's writers.
 
@@ -138,10 +140,10 @@ def fit(
     if run_dir is not None:
         checkpoints, metrics_log, hooks = run_directory(Path(run_dir), train)
         if resume:
+            # the newest intact checkpoint; none at all (a run killed before
+            # its first one) starts again from step 0
             restored = checkpoints.restore(ts)
-            if restored is None:
-                raise FileNotFoundError(f"no checkpoint to resume from in {checkpoints.directory}")
-            ts = restored
+            ts = ts if restored is None else restored
             history = metrics_log.truncate(int(ts.step))
     elif resume:
         raise ValueError("fit(resume=True) needs run_dir")

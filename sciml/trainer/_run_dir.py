@@ -8,13 +8,14 @@ that are spread over processes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from sciml.checkpoint import atomic_write_bytes, latest_checkpoint, load_checkpoint, save_checkpoint
+from sciml.checkpoint import atomic_write_bytes, load_latest_intact, save_checkpoint
 from sciml.parallel import is_main_process, to_host
 from sciml.trainer._callbacks import Callback
 
@@ -65,12 +66,21 @@ class Checkpoints(Callback):
         self.last_step: int | None = None
 
     def restore(self, template):
-        """The newest checkpoint loaded into `template`, or `None` when there is none."""
-        found = latest_checkpoint(self.directory)
+        """The newest intact checkpoint loaded into `template`, or `None` when there is none.
+
+        Damaged files (cut short, altered) are skipped with a warning on the
+        `sciml` logger naming the file and why; a checkpoint of a different
+        training state raises `CheckpointMismatch`.
+        """
+
+        def skip(path, reason):
+            logging.getLogger("sciml").warning("skipped %s: %s", path.name, reason)
+
+        found = load_latest_intact(self.directory, template, on_skip=skip)
         if found is None:
             return None
-        self.last_step, self.last = found
-        return load_checkpoint(found[1], template)
+        self.last_step, self.last, tree = found
+        return tree
 
     def save(self, ts) -> None:
         step = int(to_host(ts.step))
