@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
     p.add_argument("--print-config", action="store_true", help="print the fully resolved config and exit")
     p.add_argument("--list", action="store_true", help="list the registered problems and exit")
+    p.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="start a new run from a checkpoint of RUN_DIR (its newest intact one, or --from-step): "
+        "model, problem state, key and step carry over, the optimizer starts afresh with this "
+        "config's settings (e.g. a lower optimizer.lr after a divergence); recorded as train.init_from",
+    )
+    p.add_argument("--from-step", type=int, metavar="N", help="with --init-from: the checkpoint at step N")
     dist = p.add_argument_group(
         "several processes (multi-host)",
         "run the same command on every process; only process 0 writes the run directory",
@@ -200,13 +208,19 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False):
     spec = get_problem_spec(cfg.problem_name)
     problem = spec.build(cfg.problem, cfg.model)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
+    start_from = _start_state(cfg) if cfg.train.init_from else None
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         if not (run_dir / MARKER).exists():
             atomic_write_bytes(run_dir / MARKER, b"a sciml run directory; --overwrite may delete it\n")
         text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         atomic_write_bytes(run_dir / "config.yaml", text.encode())
-    return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume)
+    try:
+        return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume, start_from=start_from)
+    except ValueError as e:
+        if start_from is not None and "start_from" in str(e):
+            raise ConfigError(f"config error: train.init_from: {e}") from None
+        raise
 
 
 @dataclass
@@ -275,6 +289,48 @@ def load_run(run_dir: str | Path, step: int | None = None) -> LoadedRun:
         ts = load_checkpoint(available[step], template)
     model = join_model(ts.params, ts.buffers, model_static)
     return LoadedRun(cfg, problem, model, ts.problem_state, int(ts.step), ts)
+
+
+def _checkpoint_to_start_from(run_dir: Path, step: int | None) -> Path:
+    """The checkpoint file of `run_dir` that `--init-from` / `--from-step` name."""
+    from sciml.checkpoint import CheckpointDamaged, list_checkpoints, read_checkpoint_header
+
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"error: --init-from {run_dir}: no config.yaml there; is it a sciml run directory?")
+    found = list_checkpoints(run_dir / "checkpoints")
+    if step is not None:
+        match = [path for s, path in found if s == step]
+        if not match:
+            raise ConfigError(
+                f"error: --from-step {step}: {run_dir} has no checkpoint at that step; "
+                f"available: {[s for s, _ in found]}"
+            )
+        return match[0]
+    for _, path in reversed(found):
+        try:
+            read_checkpoint_header(path)
+            return path
+        except CheckpointDamaged:
+            continue
+    raise ConfigError(f"error: --init-from {run_dir}: it holds no intact checkpoint")
+
+
+def _start_state(cfg):
+    """The training state named by `train.init_from` (a checkpoint file of an earlier run)."""
+    from sciml.checkpoint import CheckpointDamaged, CheckpointMismatch, read_checkpoint_header
+
+    path = Path(cfg.train.init_from)
+    try:
+        step = int(read_checkpoint_header(path)["step"])
+        source = load_run(path.parent.parent, step)
+    except (OSError, CheckpointDamaged, CheckpointMismatch, ConfigError) as e:
+        raise ConfigError(f"config error: train.init_from: cannot start from {path}: {e}") from None
+    if source.config.problem_name != cfg.problem_name:
+        raise ConfigError(
+            f"config error: train.init_from: {path} is a {source.config.problem_name!r} run; "
+            f"this config trains {cfg.problem_name!r}"
+        )
+    return source.train_state
 
 
 def _reached_step(run_dir: Path) -> int | None:
@@ -348,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"KEY=VALUE overrides, got {item!r}"
                     )
             run_dir = Path(ns.resume)
+            if ns.init_from or ns.from_step is not None:
+                parser.error("--init-from starts a new run; it does not go with --resume")
             cfg = _resume_config(run_dir, ns.args)
             resume = True
             reached = _reached_step(run_dir)
@@ -371,7 +429,12 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"the first argument must be the config file, got override {config_path!r}")
             cfg = load_config(config_path, overrides)
             run_dir = Path(cfg.output.dir or Path("runs") / Path(config_path).stem)
-            cfg = validate_config({**cfg.to_dict(), "output": {"dir": str(run_dir)}})
+            data = {**cfg.to_dict(), "output": {"dir": str(run_dir)}}
+            if ns.init_from:
+                data["train"]["init_from"] = str(_checkpoint_to_start_from(Path(ns.init_from), ns.from_step))
+            elif ns.from_step is not None:
+                parser.error("--from-step needs --init-from RUN_DIR")
+            cfg = validate_config(data)
             resume = False
         if ns.print_config:
             print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
@@ -394,6 +457,14 @@ def main(argv: list[str] | None = None) -> int:
             result = run_config(cfg, run_dir, resume=resume)
         except TrainingDiverged as e:
             print(f"error: {e}", file=sys.stderr)
+            if e.checkpoint is not None:
+                good = int(Path(e.checkpoint).stem.split("_")[-1])
+                print(
+                    f"to go on from the last good checkpoint with other settings, start a new run "
+                    f"from it:\n  python -m sciml.train {run_dir}/config.yaml output.dir={run_dir}-2 "
+                    f"optimizer.lr=... --init-from {run_dir} --from-step {good}",
+                    file=sys.stderr,
+                )
             return EXIT_DIVERGED
     except ConfigError as e:
         print(str(e), file=sys.stderr)

@@ -4,6 +4,8 @@ import json
 import shutil
 import subprocess
 
+import yaml
+
 from helpers import PYTHON, REPO
 from sciml.train import load_run
 
@@ -94,3 +96,26 @@ def test_load_run_and_resume_fall_back_past_a_damaged_checkpoint(tmp_path):
     assert "warning: skipped step_000000020.eqx" in r.stderr and "empty" in r.stderr
     assert "Traceback" not in r.stderr
     assert (run / "checkpoints" / "step_000000020.eqx").read_bytes() == reference
+
+
+def test_a_diverged_run_is_continued_from_its_last_good_checkpoint_with_a_lower_lr(tmp_path):
+    run = tmp_path / "run"
+    r = cli(REPO / "tests/data/diverging_spiral.yaml", f"output.dir={run}")
+    assert r.returncode == 3, r.stderr
+    assert f"--init-from {run} --from-step" in r.stderr  # the way out is spelled out
+    good = int(r.stderr.split("--from-step ")[1].split()[0])
+    new = tmp_path / "run-2"
+    r = cli(run / "config.yaml", f"output.dir={new}", "optimizer.lr=0.003", "train.steps=600",
+            "--init-from", run, "--from-step", good)
+    assert r.returncode == 0, r.stderr
+    saved = yaml.safe_load((new / "config.yaml").read_text())
+    assert saved["train"]["init_from"] == str(run / "checkpoints" / f"step_{good:09d}.eqx")
+    assert saved["optimizer"]["lr"] == 0.003
+    steps = [json.loads(x)["step"] for x in (new / "metrics.jsonl").read_text().splitlines()]
+    assert steps[0] == good + 50 and steps[-1] == 600  # it went on from the good step
+    summary = json.loads((new / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["final_loss"] < 1.0
+    # the diverged run is left as it was
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+    r = cli(SPIRAL, f"output.dir={tmp_path}/x", "--init-from", tmp_path / "nothing")
+    assert r.returncode == 2 and "no config.yaml there" in r.stderr

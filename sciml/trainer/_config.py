@@ -28,6 +28,11 @@ class TrainConfig(Section):
         compilation_cache: keep compiled programs in JAX's persistent cache
             (`$SCIML_CACHE_DIR`, else `~/.cache/sciml/jax`), so a repeated run
             of the same program skips compilation.
+        init_from: a checkpoint file of an earlier run to start from (the
+            CLI's `--init-from RUN_DIR [--from-step N]` fills it in): its
+            model, problem state, PRNG key and step are taken over, the
+            optimizer starts afresh with this config's settings. Recorded so
+            that the run's history stays honest (`null`: start from `init`).
     """
 
     steps: PositiveInt = 1000
@@ -40,3 +45,4 @@ class TrainConfig(Section):
     dtype: Literal["float32", "float64"] = "float32"
     progress: bool = True
     compilation_cache: bool = True
+    init_from: str | None = None

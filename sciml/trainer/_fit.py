@@ -29,7 +29,7 @@ from sciml.trainer._callbacks import Callback, ProgressBar, RunInfo
 from sciml.trainer._config import TrainConfig
 from sciml.trainer._diverge import TrainingDiverged, explain_divergence
 from sciml.trainer._run_dir import eval_record, run_directory
-from sciml.trainer._state import init_train_state, join_model, run_keys
+from sciml.trainer._state import TrainState, init_train_state, join_model, run_keys
 from sciml.trainer._step import make_chunk, make_step, runtime_checks_as_nan
 
 __all__ = ["FitResult", "fit"]
@@ -78,6 +78,27 @@ def _peak_memory_mb() -> dict[str, float]:
     return out
 
 
+def _continue_from(start: TrainState, fresh: TrainState, optimizer) -> TrainState:
+    """`start`'s model, problem state, key and step with a fresh optimizer state."""
+    for name in ("params", "buffers", "problem_state"):
+        a, b = getattr(start, name), getattr(fresh, name)
+        spec = lambda t: [(jax.tree_util.keystr(p), np.shape(x), str(np.asarray(x).dtype))  # noqa: E731
+                          for p, x in jax.tree_util.tree_leaves_with_path(t)]
+        if jax.tree.structure(a) != jax.tree.structure(b) or spec(a) != spec(b):
+            raise ValueError(
+                f"fit(start_from=...): its {name} do not match this problem's (a different "
+                "problem or model settings?); only the optimizer may change"
+            )
+    return TrainState(
+        start.params,
+        start.buffers,
+        optimizer.init(start.params),
+        start.problem_state,
+        start.key,
+        jnp.asarray(start.step, jnp.int32),
+    )
+
+
 def _next_stop(step: int, train: TrainConfig) -> int:
     def boundary(every):
         return math.inf if every is None else (step // every + 1) * every
@@ -98,6 +119,7 @@ def fit(
     run_dir: str | Path | None = None,
     resume: bool = False,
     callbacks: list[Callback] = (),
+    start_from: TrainState | None = None,
 ) -> FitResult:
     """Train `problem` with `optimizer` as configured by `train`.
 
@@ -115,6 +137,11 @@ def fit(
             with none, the run starts from step 0).
         callbacks: further `Callback`s (loggers, `EarlyStopping`, ...),
             called after the run directory's writers.
+        start_from: a `TrainState` (e.g. `load_run(...).train_state` of a run
+            that diverged) to start from instead of `problem.init`: its model,
+            problem state, key and step are used, and the optimizer state is
+            initialised afresh (its settings may differ). A resumed run's own
+            checkpoints take precedence.
 
     Returns:
         A `FitResult`.
@@ -133,6 +160,8 @@ def fit(
         optimizer = optax.with_extra_args_support(optimizer)
     ts, model_static = init_train_state(problem, optimizer, train.seed)
     eval_key = run_keys(train.seed)[2]
+    if start_from is not None:
+        ts = _continue_from(start_from, ts, optimizer)
 
     history: list[dict] = []
     checkpoints = None
