@@ -25,6 +25,7 @@ from sciml.cli_config import apply_overrides, load_config, load_yaml
 from sciml.config import validate_config
 from sciml.plugins import PluginError
 from sciml.schema import ConfigError
+from sciml.trainer import Callback
 
 __all__ = ["main", "run_config", "load_run", "LoadedRun"]
 
@@ -189,8 +190,20 @@ def _check_devices(cfg) -> None:
         )
 
 
-def run_config(cfg, run_dir: Path, *, resume: bool = False):
-    """Build the problem and optimizer of validated config `cfg` and train into `run_dir`."""
+def _say(text: str) -> None:
+    """A progress line on stderr (process 0 only), shown at once."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(text, file=sys.stderr, flush=True)
+
+
+def run_config(cfg, run_dir: Path, *, resume: bool = False, verbose: bool = False):
+    """Build the problem and optimizer of validated config `cfg` and train into `run_dir`.
+
+    With `verbose`, say on stderr what is happening (problem, devices, dtype,
+    compilation and its time) before the progress bar takes over.
+    """
     import jax
 
     from sciml.cache import enable_compilation_cache
@@ -206,9 +219,22 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False):
     if cfg.train.compilation_cache:
         enable_compilation_cache()
     spec = get_problem_spec(cfg.problem_name)
+    if verbose:
+        devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()
+        n = len(devices) if cfg.train.devices == "all" else cfg.train.devices
+        _say(
+            f"sciml: {'resuming' if resume else 'training'} {cfg.problem_name} into {run_dir} "
+            f"({cfg.optimizer.name}, {cfg.train.steps} steps, {cfg.train.dtype}, {n} "
+            f"{devices[0].platform} device(s){f', {jax.process_count()} processes' if jax.process_count() > 1 else ''})"
+        )
+        _say("building the problem ...")
     problem = spec.build(cfg.problem, cfg.model)
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     start_from = _start_state(cfg) if cfg.train.init_from else None
+    callbacks = []
+    if verbose:
+        _say("compiling the training step ... (later runs of the same program load it from the cache)")
+        callbacks.append(_Announce())
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         if not (run_dir / MARKER).exists():
@@ -216,11 +242,21 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False):
         text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         atomic_write_bytes(run_dir / "config.yaml", text.encode())
     try:
-        return fit(problem, optimizer, cfg.train, run_dir=run_dir, resume=resume, start_from=start_from)
+        return fit(
+            problem, optimizer, cfg.train, run_dir=run_dir, resume=resume,
+            start_from=start_from, callbacks=callbacks,
+        )
     except ValueError as e:
         if start_from is not None and "start_from" in str(e):
             raise ConfigError(f"config error: train.init_from: {e}") from None
         raise
+
+
+class _Announce(Callback):
+    """Says when compilation ended and training starts."""
+
+    def on_start(self, run, ts):
+        _say(f"compiled in {run.compile_time_s:.1f} s; training from step {run.start_step}")
 
 
 @dataclass
@@ -454,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         from sciml.trainer import TrainingDiverged
 
         try:
-            result = run_config(cfg, run_dir, resume=resume)
+            result = run_config(cfg, run_dir, resume=resume, verbose=True)
         except TrainingDiverged as e:
             print(f"error: {e}", file=sys.stderr)
             if e.checkpoint is not None:

@@ -45,6 +45,10 @@ def test_overwrite_replaces_a_real_run_but_not_one_holding_user_files(tmp_path):
     r = cli(SPIRAL, f"output.dir={run}", *SMALL)
     assert r.returncode == 0, r.stderr
     assert (run / ".sciml-run").is_file()
+    # it says what it does before the (silent) compilation
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith(f"sciml: training neural_ode_spiral into {run} (adam, 20 steps, float32, 1 cpu")
+    assert lines[2].startswith("compiling the training step") and lines[3].startswith("compiled in ")
     # a temp file left by a killed atomic write is sciml's too
     (run / ".summary.json.x1y2.tmp").write_bytes(b"partial")
     r = cli(SPIRAL, f"output.dir={run}", "--overwrite", *SMALL, "train.seed=1")
