@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
 import sys
@@ -190,6 +191,32 @@ def _check_devices(cfg) -> None:
         )
 
 
+def _lock_run_dir(run_dir: Path) -> int:
+    """Create `run_dir` with its marker and take an exclusive lock on it; returns the lock's fd.
+
+    A second process training into the same directory at the same time is
+    refused before it writes anything. Closing the fd releases the lock, and
+    so does the end of the process, also when it is killed.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # no advisory locks on this platform
+        pass
+    except OSError:
+        os.close(fd)
+        raise ConfigError(
+            f"error: run directory {run_dir} is in use: another sciml process is training "
+            f"into it right now; wait for it, or choose another output.dir=..."
+        ) from None
+    if os.fstat(fd).st_size == 0:
+        os.write(fd, b"a sciml run directory; --overwrite may delete it\n")
+    return fd
+
+
 def _say(text: str) -> None:
     """A progress line on stderr (process 0 only), shown at once."""
     import jax
@@ -204,6 +231,24 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False, verbose: bool = Fals
     With `verbose`, say on stderr what is happening (problem, devices, dtype,
     compilation and its time) before the progress bar takes over.
     """
+    from sciml.parallel import is_main_process
+
+    _check_devices(cfg)
+    lock = _lock_run_dir(run_dir) if is_main_process() else None
+    try:
+        if lock is not None and not resume and (run_dir / "config.yaml").exists():
+            # written by a run that started at the same moment and has finished
+            raise ConfigError(
+                f"error: run directory {run_dir} already holds a run (another process just "
+                f"wrote it); choose another output.dir=..."
+            )
+        return _build_and_fit(cfg, run_dir, resume, verbose)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _build_and_fit(cfg, run_dir: Path, resume: bool, verbose: bool):
     import jax
 
     from sciml.cache import enable_compilation_cache
@@ -213,7 +258,6 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False, verbose: bool = Fals
     from sciml.problems import get_problem_spec
     from sciml.trainer import fit
 
-    _check_devices(cfg)
     if cfg.train.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     if cfg.train.compilation_cache:
@@ -236,9 +280,6 @@ def run_config(cfg, run_dir: Path, *, resume: bool = False, verbose: bool = Fals
         _say("compiling the training step ... (later runs of the same program load it from the cache)")
         callbacks.append(_Announce())
     if is_main_process():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not (run_dir / MARKER).exists():
-            atomic_write_bytes(run_dir / MARKER, b"a sciml run directory; --overwrite may delete it\n")
         text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         atomic_write_bytes(run_dir / "config.yaml", text.encode())
     try:

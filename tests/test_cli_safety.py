@@ -3,6 +3,7 @@
 import json
 import shutil
 import subprocess
+import time
 
 import yaml
 
@@ -123,3 +124,24 @@ def test_a_diverged_run_is_continued_from_its_last_good_checkpoint_with_a_lower_
     assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
     r = cli(SPIRAL, f"output.dir={tmp_path}/x", "--init-from", tmp_path / "nothing")
     assert r.returncode == 2 and "no config.yaml there" in r.stderr
+
+
+def test_a_run_directory_in_use_is_refused_without_a_write(tmp_path):
+    run = tmp_path / "run"
+    args = [PYTHON, "-m", "sciml.train", str(SPIRAL), f"output.dir={run}", *SMALL, "train.steps=200000"]
+    busy = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert busy.poll() is None, "the first run ended too early"
+        before = (run / "config.yaml").read_bytes()
+        r = cli("--resume", run)  # resuming skips the "already holds a run" check: the lock stops it
+        assert r.returncode == 2 and "is in use: another sciml process is training into it" in r.stderr
+        assert (run / "config.yaml").read_bytes() == before
+    finally:
+        busy.kill()
+        busy.wait()
+    reached = max(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.eqx"))
+    r = cli("--resume", run, f"train.steps={reached + 100}")  # the lock went with the killed process
+    assert r.returncode == 0, r.stderr
