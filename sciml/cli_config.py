@@ -23,7 +23,22 @@ __all__ = ["load_yaml", "apply_overrides", "load_config"]
 
 # YAML with YAML-1.2 floats: plain PyYAML reads `3e-3` as a string.
 class _Loader(yaml.SafeLoader):
-    pass
+    """YAML 1.2 floats, and a duplicate key in a mapping is an error (not last-wins)."""
+
+
+def _mapping_without_duplicates(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (the last one would silently win)", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
 _Loader.add_implicit_resolver(
@@ -44,6 +59,11 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML text (with `1e-3`-style floats); syntax errors become `ConfigError`."""
     try:
         return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = e.problem or e.context or "cannot parse"
+        raise ConfigError(f"config error: {source}: invalid YAML{where}: {what}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config error: {source}: invalid YAML: {e}") from None
 
@@ -86,9 +106,16 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config file, apply dotted overrides, and validate it."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"config error: cannot read config file {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config error: {path}: not a UTF-8 text file (byte {e.start}: {e.reason}); "
+            "a config is YAML text"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"config error: {path}: holds NUL bytes; a config is YAML text")
     data = load_yaml(text, str(path))
     if data is None:
         data = {}

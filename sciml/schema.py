@@ -25,6 +25,7 @@ __all__ = [
     "PositiveInt",
     "NonNegativeInt",
     "PositiveFloat",
+    "MAX_INT",
     "validate_section",
 ]
 
@@ -55,12 +56,15 @@ class EmptyModel(Section):
     """`model` section of a problem whose model has no settings (write `model: {}`)."""
 
 
-PositiveInt = Annotated[int, Field(gt=0)]
-"""An `int` > 0."""
-NonNegativeInt = Annotated[int, Field(ge=0)]
-"""An `int` >= 0."""
-PositiveFloat = Annotated[float, Field(gt=0)]
-"""A `float` > 0."""
+MAX_INT = 2**31 - 1
+"""Largest step count or interval: the trainer counts steps in int32."""
+
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+"""An `int` in 1 .. 2**31 - 1."""
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_INT)]
+"""An `int` in 0 .. 2**31 - 1."""
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A finite `float` > 0."""
 
 
 def validate_section(cls: type[BaseModel], data: Any, prefix: str) -> BaseModel:

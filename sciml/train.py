@@ -73,7 +73,8 @@ run directory (default runs/<config file name>):
   everything in it is what sciml wrote (else it lists the rest and stops);
   continue a run with --resume instead.
 
-exit status: 0 done, 1 a plug-in failed to import, 2 bad config or arguments,
+exit status: 0 done, 1 a plug-in failed to import or a file could not be
+written, 2 bad config or arguments,
 3 training diverged (the last good checkpoint is kept), 130 interrupted
 (resume with --resume).
 """
@@ -548,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except PluginError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the filesystem: a path that is a file, no permission, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        hint = f"; what was written so far is kept in {run_dir}" if run_dir and run_dir.is_dir() else ""
+        print(f"the run stopped{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         hint = f"; continue with: python -m sciml.train --resume {run_dir}" if run_dir else ""

@@ -236,3 +236,40 @@ def test_sequence_errors_name_the_phase():
     data = apply_overrides(base(), ["optimizer={name: sequence, phases: [{name: adam}, {name: sgd}], boundaries: [10, 20]}"])
     (msg,) = errors_of(data)
     assert "boundaries needs 1 step(s) for 2 phases" in msg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.seed=99999999999999999999999", "train.seed: must be less than or equal to 4294967295"),
+        ("train.steps=1000000000000000000000000000000", "train.steps: must be less than or equal to 2147483647"),
+        ("optimizer.lr=.inf", "optimizer.lr: must be a finite number, got inf"),
+        ("optimizer.clip_norm=1e400", "optimizer.clip_norm: must be a finite number, got inf"),
+        ("optimizer.name=null", "optimizer.name: required key is missing (it selects the kind)"),
+        ("problem.name=[1, 2]", "problem.name: unknown problem [1, 2]"),
+    ],
+)
+def test_values_that_used_to_pass_or_crash_are_rejected(override, message):
+    msgs = errors_of(apply_overrides(base(), [override]))
+    assert any(message in m for m in msgs), msgs
+
+
+def test_duplicate_keys_and_binary_files_are_config_errors(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("problem: {name: neural_ode_spiral}\ntrain: {steps: 3}\ntrain: {steps: 5}\n")
+    with pytest.raises(ConfigError, match="line 3, column 1: duplicate key 'train'"):
+        load_config(dup)
+    for name, data in [("bin.yaml", b"\xff\xfe\x00p\x00"), ("nul.yaml", b"problem:\x00 x")]:
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ConfigError, match="not a UTF-8 text file|NUL bytes"):
+            load_config(path)
+
+
+def test_cli_output_path_that_is_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    r = cli(SPIRAL, f"output.dir={blocker}/run", "train.steps=10")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"error: {blocker}/run: Not a directory" in r.stderr
+    assert blocker.read_text() == "mine"

@@ -104,7 +104,7 @@ def validate_optimizer(data: Any, prefix: str = "optimizer") -> Section:
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {prefix}: must be a mapping, got {data!r}")
     names = _OPTIMIZERS.names()
-    if "name" not in data:
+    if data.get("name") is None:
         raise ConfigError(
             f"config error: {prefix}.name: required key is missing (it selects the kind); "
             f"allowed: {', '.join(names)}"

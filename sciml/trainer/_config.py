@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from sciml.schema import NonNegativeInt, PositiveInt, Section
+from pydantic import Field
+
+from sciml.schema import PositiveInt, Section
 
 __all__ = ["TrainConfig"]
 
@@ -36,7 +38,7 @@ class TrainConfig(Section):
     """
 
     steps: PositiveInt = 1000
-    seed: NonNegativeInt = 0
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     log_every: PositiveInt = 100
     eval_every: PositiveInt | None = None
     checkpoint_every: PositiveInt | None = 1000

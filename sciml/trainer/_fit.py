@@ -186,7 +186,9 @@ def fit(
 
     # Compile the chunk once, ahead of time, so compile time is measured apart.
     counter = [0]
-    chunk = make_chunk(make_step(problem, model_static, optimizer), train.log_every, mesh, counter)
+    # a chunk never runs more than the run's steps: a huge log_every costs no memory
+    length = min(train.log_every, train.steps)
+    chunk = make_chunk(make_step(problem, model_static, optimizer), length, mesh, counter)
     t0 = time.perf_counter()
     with runtime_checks_as_nan():
         lowered = jax.jit(chunk).lower(problem_arrays, ts, jnp.array(0, jnp.int32))
