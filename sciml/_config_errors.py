@@ -119,6 +119,10 @@ def format_validation_error(err: ValidationError, cls, data, prefix: str) -> lis
             close = difflib.get_close_matches(str(got), tags, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             whole[f"{path}.name"] = f"unknown choice {got!r}{hint}; allowed: {', '.join(tags)}"
+        elif kind == "value_error" and isinstance(e.get("input"), dict):
+            # a check across several keys of a section (a model validator):
+            # its own sentence says what is wrong; the section has no one value
+            whole[path] = str(e["ctx"]["error"]) if "ctx" in e else e["msg"].removeprefix("Value error, ")
         elif kind == "union_tag_not_found":
             whole[f"{path}.name"] = "required key is missing (it selects the kind)"
         else:

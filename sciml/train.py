@@ -229,36 +229,20 @@ def _say(text: str) -> None:
 def run_config(cfg, run_dir: Path, *, resume: bool = False, verbose: bool = False):
     """Build the problem and optimizer of validated config `cfg` and train into `run_dir`.
 
-    With `verbose`, say on stderr what is happening (problem, devices, dtype,
+    Everything that can refuse the config (devices, the problem's own checks
+    such as needing float64, `train.init_from`) runs before the run directory
+    is created or locked, so a refused start leaves nothing behind. With
+    `verbose`, say on stderr what is happening (problem, devices, dtype,
     compilation and its time) before the progress bar takes over.
     """
-    from sciml.parallel import is_main_process
-
-    _check_devices(cfg)
-    lock = _lock_run_dir(run_dir) if is_main_process() else None
-    try:
-        if lock is not None and not resume and (run_dir / "config.yaml").exists():
-            # written by a run that started at the same moment and has finished
-            raise ConfigError(
-                f"error: run directory {run_dir} already holds a run (another process just "
-                f"wrote it); choose another output.dir=..."
-            )
-        return _build_and_fit(cfg, run_dir, resume, verbose)
-    finally:
-        if lock is not None:
-            os.close(lock)
-
-
-def _build_and_fit(cfg, run_dir: Path, resume: bool, verbose: bool):
     import jax
 
     from sciml.cache import enable_compilation_cache
-    from sciml.checkpoint import atomic_write_bytes
     from sciml.optim import make_optimizer
     from sciml.parallel import is_main_process
     from sciml.problems import get_problem_spec
-    from sciml.trainer import fit
 
+    _check_devices(cfg)
     if cfg.train.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     if cfg.train.compilation_cache:
@@ -267,15 +251,39 @@ def _build_and_fit(cfg, run_dir: Path, resume: bool, verbose: bool):
     if verbose:
         devices = jax.devices() if jax.process_count() > 1 else jax.local_devices()
         n = len(devices) if cfg.train.devices == "all" else cfg.train.devices
+        procs = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
         _say(
             f"sciml: {'resuming' if resume else 'training'} {cfg.problem_name} into {run_dir} "
             f"({cfg.optimizer.name}, {cfg.train.steps} steps, {cfg.train.dtype}, {n} "
-            f"{devices[0].platform} device(s){f', {jax.process_count()} processes' if jax.process_count() > 1 else ''})"
+            f"{devices[0].platform} device(s){procs})"
         )
         _say("building the problem ...")
-    problem = spec.build(cfg.problem, cfg.model)
+    try:
+        problem = spec.build(cfg.problem, cfg.model)
+    except ValueError as e:  # a problem's own check of its settings (e.g. it needs float64)
+        raise ConfigError(f"config error: problem: {cfg.problem_name}: {e}") from None
     optimizer = make_optimizer(cfg.optimizer, cfg.train.steps)
     start_from = _start_state(cfg) if cfg.train.init_from else None
+
+    lock = _lock_run_dir(run_dir) if is_main_process() else None
+    try:
+        if lock is not None and not resume and (run_dir / "config.yaml").exists():
+            # written by a run that started at the same moment and has finished
+            raise ConfigError(
+                f"error: run directory {run_dir} already holds a run (another process just "
+                f"wrote it); choose another output.dir=..."
+            )
+        return _write_config_and_fit(cfg, run_dir, resume, verbose, problem, optimizer, start_from)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _write_config_and_fit(cfg, run_dir, resume, verbose, problem, optimizer, start_from):
+    from sciml.checkpoint import atomic_write_bytes
+    from sciml.parallel import is_main_process
+    from sciml.trainer import fit
+
     callbacks = []
     if verbose:
         _say("compiling the training step ... (later runs of the same program load it from the cache)")

@@ -273,3 +273,16 @@ def test_cli_output_path_that_is_a_file_is_one_line(tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"error: {blocker}/run: Not a directory" in r.stderr
     assert blocker.read_text() == "mine"
+
+
+def test_cross_field_errors_read_as_sentences():
+    msgs = errors_of(apply_overrides(base(), ["problem.batch_time=2000"]))
+    assert msgs == ["config error: problem: batch_time (2000) must be smaller than n_points (1000)"]
+
+
+def test_a_problem_refusing_its_settings_exits_2_and_leaves_nothing(tmp_path):
+    run = tmp_path / "run"
+    r = cli(REPO / "configs" / "robertson_fit.yaml", "train.dtype=float32", f"output.dir={run}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "config error: problem: robertson_fit: RobertsonFit needs float64" in r.stderr
+    assert not run.exists()
