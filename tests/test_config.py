@@ -286,3 +286,18 @@ def test_a_problem_refusing_its_settings_exits_2_and_leaves_nothing(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "config error: problem: robertson_fit: RobertsonFit needs float64" in r.stderr
     assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        ("ude_lotka_volterra", "problem.dt=5.0", "dt (5.0) must be at most t_end / 2"),
+        ("ude_lotka_volterra", "problem.dt=1e-9", "at most 10**5"),
+        ("lorenz_sindy", "problem.t_end=1e300", "at most 10**6"),
+        ("neural_ode_spiral", "problem.t_end=1e300", "problem.t_end: must be less than or equal to 10000"),
+    ],
+)
+def test_sizes_that_would_hang_or_exhaust_memory_are_rejected(config, override, message):
+    data = apply_overrides(load_yaml((REPO / "configs" / f"{config}.yaml").read_text()), [override])
+    msgs = errors_of(data)
+    assert any(message in m for m in msgs), msgs

@@ -132,6 +132,11 @@ class LorenzParams(Section):
             raise ValueError(
                 f"need at least 3 samples, got t_end/dt = {self.t_end}/{self.dt} = {self.n_samples}"
             )
+        if self.n_samples > 10**6:
+            raise ValueError(
+                f"t_end/dt = {self.t_end}/{self.dt} = {self.n_samples} samples; at most 10**6 "
+                "(the library matrix would not fit in memory)"
+            )
         return self
 
 

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.problems import AbstractProblem, resolve_settings
@@ -278,6 +278,20 @@ class LotkaVolterraParams(Section):
     selection_tol: Annotated[float, Field(ge=0)] = 0.1
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-7
     atol: Annotated[float, Field(gt=0)] = 1e-9
+
+    @model_validator(mode="after")
+    def _samples(self):
+        n = self.t_end / self.dt
+        if n < 2:
+            raise ValueError(
+                f"dt ({self.dt}) must be at most t_end / 2 ({self.t_end / 2}): the data needs "
+                "at least 3 samples"
+            )
+        if n > 10**5:
+            raise ValueError(
+                f"t_end / dt = {self.t_end}/{self.dt} gives {n:.3g} samples; at most 10**5"
+            )
+        return self
 
 
 class RBFNetModel(Section):

@@ -104,8 +104,8 @@ class SpiralParams(Section):
             `sciml.ude.solve_batch`.
     """
 
-    n_points: Annotated[int, Field(ge=3)] = 1000
-    t_end: Annotated[float, Field(gt=0)] = 25.0
+    n_points: Annotated[int, Field(ge=3, le=10**6)] = 1000
+    t_end: Annotated[float, Field(gt=0, le=1e4)] = 25.0
     batch_size: Annotated[int, Field(gt=0)] = 20
     batch_time: Annotated[int, Field(ge=2)] = 10
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-3
