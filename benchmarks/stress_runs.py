@@ -38,6 +38,7 @@ def launch(run_dir: Path, steps: int, seed: int) -> subprocess.Popen:
         sys.executable, "-m", "sciml.train", str(REPO / "configs" / "neural_ode_spiral.yaml"),
         f"output.dir={run_dir}", f"train.steps={steps}", "train.log_every=50",
         "train.checkpoint_every=100", "train.progress=false", f"train.seed={seed}",
+        "train.eval_every=null",
         "problem.n_points=200", "problem.t_end=5.0", "problem.batch_size=4",
         "problem.batch_time=5", "model.width=8",
     ]

@@ -132,6 +132,29 @@ def _problem_sections(data: dict, messages: list[str]):
     return name, problem, model
 
 
+def _longer_than_the_run(optimizer: Section, train: TrainConfig) -> list[str]:
+    """Intervals that cannot complete within `train.steps` (checks across sections)."""
+    out = []
+    steps = train.steps
+    # (a cosine decay longer than the run is allowed: a resumed run may stop
+    # earlier than planned and keeps the horizon it started with)
+    schedule = getattr(optimizer, "schedule", None)
+    warmup = getattr(schedule, "warmup_steps", 0)
+    if warmup > steps:
+        out.append(
+            f"config error: optimizer.schedule.warmup_steps: {warmup} is longer than the run "
+            f"(train.steps = {steps}): the learning rate would never reach optimizer.lr; "
+            f"use at most {steps}"
+        )
+    if train.eval_every is not None and train.eval_every > steps:
+        out.append(
+            f"config error: train.eval_every: {train.eval_every} is longer than the run "
+            f"(train.steps = {steps}), so it would never evaluate; use at most {steps}, or null "
+            "to evaluate only at the end"
+        )
+    return out
+
+
 def _resolve_schedules(optimizer: Section, steps: int) -> Section:
     """Pin `decay_steps: null` of the optimizer's cosine schedule to the run's length.
 
@@ -171,6 +194,8 @@ def validate_config(data: Any) -> Config:
     )
     train = _collect(messages, validate_section, TrainConfig, data.get("train"), "train")
     output = _collect(messages, validate_section, OutputConfig, data.get("output"), "output")
+    if train is not None and optimizer is not None:
+        messages += _longer_than_the_run(optimizer, train)
     if messages:
         raise ConfigError(list(dict.fromkeys(messages)))
     optimizer = _resolve_schedules(optimizer, train.steps)

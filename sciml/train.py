@@ -63,7 +63,7 @@ config files:
 
 overrides:
   KEY.PATH=VALUE pairs after the config, values parsed as YAML, e.g.
-    train.steps=200 optimizer.lr=3e-3 optimizer.schedule.name=cosine
+    train.steps=2000 optimizer.lr=3e-3 optimizer.schedule.name=cosine
     output.dir=runs/try1 train.devices=all train.dtype=float64
 
 run directory (default runs/<config file name>):

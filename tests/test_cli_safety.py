@@ -14,6 +14,7 @@ SPIRAL = REPO / "configs" / "neural_ode_spiral.yaml"
 SMALL = [
     "problem.n_points=200", "problem.t_end=5.0", "problem.batch_size=4", "problem.batch_time=5",
     "model.width=8", "train.steps=20", "train.log_every=10", "train.progress=false",
+    "optimizer.schedule.warmup_steps=0", "train.eval_every=null",
 ]
 
 
@@ -111,6 +112,7 @@ def test_a_diverged_run_is_continued_from_its_last_good_checkpoint_with_a_lower_
     good = int(r.stderr.split("--from-step ")[1].split()[0])
     new = tmp_path / "run-2"
     r = cli(run / "config.yaml", f"output.dir={new}", "optimizer.lr=0.003", "train.steps=600",
+            "optimizer.schedule.warmup_steps=500",
             "--init-from", run, "--from-step", good)
     assert r.returncode == 0, r.stderr
     saved = yaml.safe_load((new / "config.yaml").read_text())

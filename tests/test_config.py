@@ -54,10 +54,10 @@ def test_yaml_reads_exponent_floats():
 
 def test_overrides_are_typed_and_nested():
     data = apply_overrides(
-        base(), ["train.steps=200", "optimizer.lr=3e-3", "optimizer.clip_norm=1", "output.dir=null"]
+        base(), ["train.steps=2000", "optimizer.lr=3e-3", "optimizer.clip_norm=1", "output.dir=null"]
     )
     cfg = validate_config(data)
-    assert cfg.train.steps == 200 and cfg.optimizer.lr == 3e-3 and cfg.optimizer.clip_norm == 1
+    assert cfg.train.steps == 2000 and cfg.optimizer.lr == 3e-3 and cfg.optimizer.clip_norm == 1
     assert apply_overrides({}, ["a.b.c=x"]) == {"a": {"b": {"c": "x"}}}
 
 
@@ -175,7 +175,7 @@ def test_cli_rejects_bad_value_with_status_2_and_no_traceback():
 
 
 def test_cli_print_config_list_help(tmp_path):
-    r = cli(SPIRAL, "train.steps=200", "--print-config")
+    r = cli(SPIRAL, "train.steps=200", "train.eval_every=null", "--print-config")
     assert r.returncode == 0, r.stderr
     printed = yaml.safe_load(r.stdout)
     assert printed["train"]["steps"] == 200
@@ -188,7 +188,7 @@ def test_cli_print_config_list_help(tmp_path):
     assert r.returncode == 0 and "neural_ode_spiral" in r.stdout
     r = cli("--help")
     assert r.returncode == 0
-    for word in ("--resume", "--overwrite", "--print-config", "--list", "train.steps=200", "exit status"):
+    for word in ("--resume", "--overwrite", "--print-config", "--list", "train.steps=2000", "exit status"):
         assert word in r.stdout
     r = cli()
     assert r.returncode == 2 and "CONFIG file is required" in r.stderr
@@ -269,7 +269,8 @@ def test_duplicate_keys_and_binary_files_are_config_errors(tmp_path):
 def test_cli_output_path_that_is_a_file_is_one_line(tmp_path):
     blocker = tmp_path / "afile"
     blocker.write_text("mine")
-    r = cli(SPIRAL, f"output.dir={blocker}/run", "train.steps=10")
+    r = cli(SPIRAL, f"output.dir={blocker}/run", "train.steps=10", "optimizer.schedule.warmup_steps=0",
+            "train.eval_every=null")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"error: {blocker}/run: Not a directory" in r.stderr
     assert blocker.read_text() == "mine"
@@ -301,3 +302,9 @@ def test_sizes_that_would_hang_or_exhaust_memory_are_rejected(config, override, 
     data = apply_overrides(load_yaml((REPO / "configs" / f"{config}.yaml").read_text()), [override])
     msgs = errors_of(data)
     assert any(message in m for m in msgs), msgs
+
+
+def test_intervals_longer_than_the_run_are_rejected():
+    msgs = errors_of(apply_overrides(base(), ["train.steps=100"]))  # warmup 200, eval every 1000
+    assert any(m.startswith("config error: optimizer.schedule.warmup_steps: 200 is longer than the run") for m in msgs)
+    assert any(m.startswith("config error: train.eval_every: 1000 is longer than the run") for m in msgs)
