@@ -19,6 +19,7 @@ Library surface (usable without the trainer):
 - Problems registered for the trainer: see `sciml.ude.problems`.
 """
 
+from sciml.ude._discovery import discover_missing_terms as discover_missing_terms
 from sciml.ude._estimation import LeastSquaresResult as LeastSquaresResult
 from sciml.ude._estimation import gauss_newton as gauss_newton
 from sciml.ude._estimation import levenberg_marquardt as levenberg_marquardt
@@ -33,7 +34,6 @@ from sciml.ude._lorenz import LorenzSINDy as LorenzSINDy
 from sciml.ude._lorenz import lorenz_coefficients as lorenz_coefficients
 from sciml.ude._lorenz import lorenz_dynamics as lorenz_dynamics
 from sciml.ude._lotka_volterra import LotkaVolterraUDE as LotkaVolterraUDE
-from sciml.ude._lotka_volterra import discover_missing_terms as discover_missing_terms
 from sciml.ude._lotka_volterra import lotka_volterra as lotka_volterra
 from sciml.ude._ou import NeuralSDEOU as NeuralSDEOU
 from sciml.ude._ou import ou_exact_paths as ou_exact_paths
