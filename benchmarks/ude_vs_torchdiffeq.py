@@ -21,8 +21,15 @@ solves backwards with the same tolerances):
 * diffrax by hand / diffrax by hand joint: the same two losses written with
   `diffrax.diffeqsolve` directly.
 * torchdiffeq: `odeint` / `odeint_adjoint`, method dopri5, the batch of 20
-  windows solved as one (20, 2) state, in `.venv-torchdiffeq` via
-  `benchmarks/_torchdiffeq_worker.py` (a long-lived subprocess).
+  windows solved as one (20, 2) state, in `.venv-torchdiffeq` (or the python
+  given by `--torch-python`) via `benchmarks/_torchdiffeq_worker.py` (a
+  long-lived subprocess).
+
+The spiral problem's default `batch_solve: auto` picks the batching from the
+adjoint (`sciml.ude._spiral.batch_mode_for`: joint with BacksolveAdjoint, vmap
+otherwise); the script reports which side that is per mode ("sciml auto") and
+checks that it is the faster of "sciml" and "sciml joint" (per-round median
+ratio to the faster one <= 1.05).
 
 Modes: "backprop" = differentiate through the solver's operations (diffrax
 `RecursiveCheckpointAdjoint()`, torchdiffeq `odeint`); "adjoint" = continuous
@@ -40,6 +47,7 @@ step size per vmapped window in diffrax), so function evaluations are reported.
 Output: markdown on stdout, JSON in `benchmarks/results/ude_vs_torchdiffeq.json`.
 
     python benchmarks/ude_vs_torchdiffeq.py [--iters 200] [--rounds 5] [--threads 1 2] [--quick]
+                                            [--torch-python PATH]
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ import optax
 from _common import sciml_version, write_result
 
 from sciml.ude import solve_batch as sciml_solve_batch
-from sciml.ude._spiral import NeuralODESpiral
+from sciml.ude._spiral import NeuralODESpiral, batch_mode_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "ude_vs_torchdiffeq.json"
@@ -115,6 +123,12 @@ JAX_SIDES = {
     "diffrax by hand joint": (solve_by_hand, "joint"),
 }
 BY_HAND = {"sciml": "diffrax by hand", "sciml joint": "diffrax by hand joint"}
+SCIML_BY_BATCH_MODE = {"vmap": "sciml", "joint": "sciml joint"}
+
+
+def auto_side(mode: str) -> str:
+    """The sciml side that `batch_solve: auto` runs for benchmark mode `mode`."""
+    return SCIML_BY_BATCH_MODE[batch_mode_for(ADJOINTS[mode]())]
 
 
 def normalized_hlo(text: str) -> str:
@@ -173,8 +187,8 @@ class JaxSide:
 class TorchSide:
     """The long-lived worker in the torchdiffeq venv."""
 
-    def __init__(self, data_path: Path, threads: int):
-        self.proc = subprocess.Popen([str(VENV_PY), str(WORKER), str(data_path), str(threads)],
+    def __init__(self, python: Path, data_path: Path, threads: int):
+        self.proc = subprocess.Popen([str(python), str(WORKER), str(data_path), str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.info = json.loads(self.proc.stdout.readline())
 
@@ -197,7 +211,8 @@ def torch_name(n: int) -> str:
 
 
 
-def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) -> dict:
+def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0,
+         torch_python: Path = VENV_PY) -> dict:
     problem = NeuralODESpiral()  # 1000 points on [0, 25], true solve at rtol = atol = 1e-8, float32
     ts, ys = problem.ts, problem.ys
     assert ys.dtype == jnp.float32, ys.dtype
@@ -225,8 +240,9 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
 
     torch_sides, torch_skip = {}, None
     tmpdir = tempfile.TemporaryDirectory()
-    if not VENV_PY.exists():
-        torch_skip = f"{VENV_PY} not found: create it (see benchmarks/README.md); torchdiffeq side skipped"
+    if not torch_python.exists():
+        torch_skip = (f"{torch_python} not found: create it (see benchmarks/README.md) or pass "
+                      "--torch-python; torchdiffeq side skipped")
     else:
         layers = model.mlp.layers
         data = Path(tmpdir.name) / "spiral.npz"
@@ -236,7 +252,7 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
                  batch_time=BATCH_TIME, rtol=RTOL, atol=ATOL, lr=LR)
         try:
             for n in threads:
-                torch_sides[torch_name(n)] = TorchSide(data, n)
+                torch_sides[torch_name(n)] = TorchSide(torch_python, data, n)
                 for mode in ADJOINTS:
                     runners[(torch_name(n), mode)] = mode
         except Exception as e:  # noqa: BLE001 -- report and go on with the JAX sides
@@ -346,6 +362,30 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
                 print(f"{mode}: {k_t} / {side} = {sp:.2f}x (target >= {tgt}x: "
                       f"{'OK' if sp >= tgt else 'BELOW'}; the issue's diffrax-by-hand figure: "
                       f"{BY_HAND_MEASURED[mode]}x); {hand}: {per_iter[k_t] / per_iter[k_h]:.2f}x")
+    # batch_solve: auto must pick the faster batching for each adjoint
+    auto = {}
+    for mode in ADJOINTS:
+        picked = auto_side(mode)
+        other = next(side for side in SCIML_BY_BATCH_MODE.values() if side != picked)
+        vs_other = median(a["seconds"] / b["seconds"]
+                          for a, b in zip(raw[f"{picked}/{mode}"], raw[f"{other}/{mode}"], strict=True))
+        ok = vs_other <= 1.05  # the faster, or the same within noise
+        auto[mode] = {"adjoint": ADJOINTS[mode].__name__, "batch_mode": batch_mode_for(ADJOINTS[mode]()),
+                      "side": picked, "ms_per_iter": 1e3 * per_iter[f"{picked}/{mode}"],
+                      "other_side": other, "other_ms_per_iter": 1e3 * per_iter[f"{other}/{mode}"]}
+        checks[f"auto picks the faster batching ({mode})"] = {
+            "value": vs_other, "picked": picked, "target": f"{picked} / {other} per-round median <= 1.05",
+            "ok": ok}
+        print(f"{mode}: batch_solve auto -> {picked}: {picked} / {other} = {vs_other:.3f} per-round median "
+              f"(target <= 1.05: {'OK' if ok else 'ABOVE'})")
+        k_t = f"{torch_name(threads[0])}/{mode}"
+        if k_t in per_iter:
+            sp = per_iter[k_t] / per_iter[f"{picked}/{mode}"]
+            tgt = TARGETS[mode]
+            checks[f"speedup vs torchdiffeq (sciml auto = {picked}, {mode})"] = {
+                "value": sp, "target": f">= {tgt}", "ok": sp >= tgt}
+            print(f"{mode}: {k_t} / sciml auto ({picked}) = {sp:.2f}x (target >= {tgt}x: "
+                  f"{'OK' if sp >= tgt else 'BELOW'})")
     if torch_skip:
         print("\nNOTE:", torch_skip)
 
@@ -362,7 +402,8 @@ def main(iters: int, rounds: int, threads: list[int], out: Path, seed: int = 0) 
         "cpu_affinity": sorted(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
         "torch": info, "torch_skipped": torch_skip,
         **sciml_version(), "shared_machine": True,
-        "compile_s": compile_s, "same_compiled_hlo_sciml_vs_by_hand": same_program, "raw": raw, "summary": summary, "checks": checks,
+        "compile_s": compile_s, "same_compiled_hlo_sciml_vs_by_hand": same_program, "raw": raw, "summary": summary,
+        "batch_solve_auto": auto, "checks": checks,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_result(out, result)
@@ -378,8 +419,10 @@ if __name__ == "__main__":
                          "number of cores XLA's CPU thread pool uses); the ratio checks use the first")
     ap.add_argument("--quick", action="store_true", help="smoke test: 10 iterations x 2 rounds")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--torch-python", type=Path, default=VENV_PY,
+                    help="python of the venv with torch and torchdiffeq (default: .venv-torchdiffeq/bin/python)")
     a = ap.parse_args()
     if a.quick:
         a.iters, a.rounds = 10, 2
         a.out = a.out or RESULTS.with_name("ude_vs_torchdiffeq_quick.json")
-    sys.exit(0 if main(a.iters, a.rounds, a.threads, a.out or RESULTS) else 1)
+    sys.exit(0 if main(a.iters, a.rounds, a.threads, a.out or RESULTS, torch_python=a.torch_python) else 1)

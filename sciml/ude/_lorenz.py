@@ -2,8 +2,9 @@
 
     dx/dt = σ (y - x),   dy/dt = x (ρ - z) - y,   dz/dt = x y - β z
 
-with σ = 10, ρ = 28, β = 8/3 and x0 = (-8, 8, 27), sampled every dt = 0.002
-on [0, 10) from an accurate solve. Derivatives by 2nd-order central
+with σ = 10, ρ = 28, β = 8/3 and x0 = (-8, 8, 27) by default (each a key of
+the `problem` section, `LorenzParams`), sampled every dt = 0.002 on [0, 10)
+from an accurate solve. Derivatives by 2nd-order central
 differences, a degree-2 polynomial library (10 terms) and STLSQ with
 threshold 0.1 recover exactly the seven true terms; this is the example of
 Brunton, Proctor & Kutz (PNAS 2016) and of pysindy's README, which reports
@@ -24,9 +25,17 @@ from jaxtyping import Array, Bool, Float
 from pydantic import Field, field_validator, model_validator
 
 from sciml.problems import AbstractProblem, resolve_settings
-from sciml.schema import EmptyModel, Section
+from sciml.schema import EmptyModel, PositiveFloat, Section
 from sciml.ude._library import PolynomialLibrary
+from sciml.ude._lotka_volterra import (
+    FiniteFloat,
+    NoiseLevel,
+    NoiseModel,
+    add_observation_noise,
+    state_tuple,
+)
 from sciml.ude._sindy import central_difference, format_equations, stlsq
+from sciml.ude._solve import failure_report
 
 __all__ = [
     "LorenzSINDy",
@@ -61,9 +70,13 @@ def lorenz_coefficients(
     return xi
 
 
+_REFERENCE_MAX_STEPS = 10**6  # ~50 steps per unit time at the defaults
+
+
 def _solve(field, args, u0, ts):
     # Dopri8 at tight tolerances: the data's own error must sit far below the
     # O(dt²) error of the finite differences, which then dominates.
+    # throw=False: a failure (extreme parameters) is reported by the caller.
     return dfx.diffeqsolve(
         dfx.ODETerm(field),
         dfx.Dopri8(),
@@ -74,8 +87,9 @@ def _solve(field, args, u0, ts):
         args=args,
         saveat=dfx.SaveAt(ts=ts),
         stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10),
-        max_steps=None,
-    ).ys
+        max_steps=_REFERENCE_MAX_STEPS,
+        throw=False,
+    )
 
 
 def _model_field(t, u, args):
@@ -91,10 +105,18 @@ class LorenzParams(Section):
         t_end: samples at 0, dt, ..., on [0, t_end) (5000 by default; at least 3).
         degree: polynomial library degree.
         threshold, alpha, max_iter, normalize_columns: STLSQ settings (see `stlsq`).
-        noise: standard deviation of Gaussian noise added to the samples
-            before differentiating (absolute units; 0 for clean data).
+        noise: level of the Gaussian noise added to the samples before
+            differentiating, one number or one per state (x, y, z); 0 for clean data.
+        noise_model: how `noise` scales the N(0, 1) draws (see `NoiseModel`):
+            `"absolute"` (default: `noise` is the standard deviation in the
+            states' units), `"relative_std"` (a fraction of each state's
+            standard deviation over the samples), `"relative_mean"` (of its
+            mean |value|) or `"multiplicative"`.
         noise_seed: seed of that noise.
-        sigma, rho, beta: the true parameters; x0: the initial state.
+        sigma: σ, the Prandtl number (> 0).
+        rho: ρ, the Rayleigh number ratio (> 0; chaotic at the default 28).
+        beta: β, the geometric factor (> 0).
+        x0: the initial state (x, y, z).
     """
 
     dt: Annotated[float, Field(gt=0)] = 0.002
@@ -104,22 +126,24 @@ class LorenzParams(Section):
     alpha: Annotated[float, Field(ge=0)] = 0.05
     max_iter: Annotated[int, Field(gt=0)] = 20
     normalize_columns: bool = False
-    noise: Annotated[float, Field(ge=0)] = 0.0
+    noise: NoiseLevel = 0.0
+    noise_model: NoiseModel = "absolute"
     noise_seed: Annotated[int, Field(ge=0)] = 0
-    sigma: float = 10.0
-    rho: float = 28.0
-    beta: float = 8.0 / 3.0
-    x0: tuple[float, float, float] = (-8.0, 8.0, 27.0)
+    sigma: PositiveFloat = 10.0
+    rho: PositiveFloat = 28.0
+    beta: PositiveFloat = 8.0 / 3.0
+    x0: tuple[FiniteFloat, FiniteFloat, FiniteFloat] = (-8.0, 8.0, 27.0)
 
     @field_validator("x0", mode="before")
     @classmethod
     def _x0_triple(cls, value):
         # YAML gives a list; the section keeps a (hashable) tuple
-        if isinstance(value, (list, tuple)):
-            if len(value) != 3:
-                raise ValueError("x0 must have 3 entries (x, y, z)")
-            return tuple(value)
-        return value
+        return state_tuple(value, 3, "x, y, z", "the initial state")
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def _noise_per_state(cls, value):
+        return state_tuple(value, 3, "x, y, z", "one noise level per state (or give one number)")
 
     @property
     def n_samples(self) -> int:
@@ -204,11 +228,15 @@ class LorenzSINDy(AbstractProblem):
         dtype = jnp.result_type(float)
         self.ts = jnp.arange(s.n_samples, dtype=dtype) * s.dt
         args = tuple(jnp.asarray(p, dtype) for p in self.true_params)
-        self.xs = _solve(lorenz_dynamics, args, jnp.asarray(s.x0, dtype), self.ts)
-        noisy = self.xs
-        if s.noise > 0:
-            eps = jax.random.normal(jax.random.PRNGKey(s.noise_seed), self.xs.shape, dtype)
-            noisy = self.xs + s.noise * eps
+        sol = _solve(lorenz_dynamics, args, jnp.asarray(s.x0, dtype), self.ts)
+        report = failure_report(sol, what="the reference Lorenz solve (Dopri8, rtol 1e-10)")
+        if report is not None:
+            raise ValueError(
+                f"LorenzSINDy: cannot make the data at sigma, rho, beta = {self.true_params}, "
+                f"x0 = {s.x0} on [0, {s.t_end:g}): {report[0]}"
+            )
+        self.xs = sol.ys
+        noisy = add_observation_noise(self.xs, s.noise, s.noise_model, s.noise_seed)
         self.xdot = central_difference(noisy, s.dt)
         self.library = PolynomialLibrary(3, s.degree)
         self.theta = jax.vmap(self.library)(noisy)

@@ -1,6 +1,9 @@
 """`ude_lotka_volterra`: the missing-physics example of Rackauckas et al. (2020).
 
-x' = alpha x - beta x y, y' = gamma x y - delta y. The known part (alpha x,
+x' = alpha x - beta x y, y' = gamma x y - delta y, by default with
+(alpha, beta, gamma, delta) = (1.3, 0.9, 0.8, 1.8) from (x, y) = (0.442, 4.628);
+every physical setting (rates, initial state, sampling, noise) is a key of
+the `problem` section (`LotkaVolterraParams`). The known part (alpha x,
 -delta y) is given; a 2-5-5-5-2 RBF network learns the rest from 31 noisy
 samples on [0, 3]. Then equation discovery turns the network into terms:
 
@@ -30,6 +33,7 @@ Scientific Machine Learning", arXiv:2001.04385 (2020), and the authors'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -39,11 +43,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.problems import AbstractProblem, resolve_settings
-from sciml.schema import Section
+from sciml.schema import PositiveFloat, Section
 from sciml.ude._discovery import SELECTIONS as _SELECTIONS
 from sciml.ude._discovery import discover_missing_terms
 from sciml.ude._fields import UDE
@@ -57,10 +61,114 @@ __all__ = [
     "RBFNetModel",
     "lotka_volterra",
     "discover_missing_terms",
+    "NoiseModel",
+    "NoiseLevel",
+    "FiniteFloat",
+    "NonNegativeFloat",
+    "add_observation_noise",
+    "state_tuple",
 ]
 
-LV_PARAMS = (1.3, 0.9, 0.8, 1.8)  # alpha, beta, gamma, delta
+LV_PARAMS = (1.3, 0.9, 0.8, 1.8)
+"""Default (alpha, beta, gamma, delta): the values of Rackauckas et al.'s scenario 1."""
 LV_U0 = (0.44249296, 4.6280594)
+"""Default initial populations (x, y)."""
+
+# Observation noise, shared by the ude problems whose data are noisy samples
+# of a deterministic trajectory (Lotka-Volterra, Lorenz, Robertson, spiral).
+NoiseModel = Literal["absolute", "relative_mean", "relative_std", "multiplicative"]
+"""How a problem's `noise` level scales the N(0, 1) draws `eps` added to the clean samples `u`.
+
+- `"absolute"`: `u + noise * eps` (noise in the states' own units);
+- `"relative_mean"`: `u + noise * mean_t |u_i| * eps` (a fraction of each state's mean size);
+- `"relative_std"`: `u + noise * std_t(u_i) * eps` (a fraction of each state's spread over time);
+- `"multiplicative"`: `u * (1 + noise * eps)` (a fraction of each sample's own value).
+
+Means and standard deviations are over the sampled times, one per state.
+"""
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+"""A finite `float` (no inf or nan)."""
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A finite `float` >= 0."""
+
+
+def _noise_kind(value) -> str:
+    # pick the branch from the value's shape, so that an error reports only
+    # what is wrong with it (not also that a list is not a number)
+    return "per_state" if isinstance(value, (list, tuple)) else "one"
+
+
+NoiseLevel = Annotated[
+    Annotated[NonNegativeFloat, Tag("one")]
+    | Annotated[tuple[NonNegativeFloat, ...], Tag("per_state")],
+    Discriminator(_noise_kind),
+]
+"""A noise level: one number for every state, or a list with one entry per state (each >= 0)."""
+
+
+def state_tuple(value, n: int, names: str, what: str):
+    """Before-validator body for per-state settings: a YAML list becomes a tuple of length `n`.
+
+    Args:
+        value: the raw value (a list or tuple is checked, anything else passes
+            through to the field's own validation).
+        n: the number of states.
+        names: the states, for the message (e.g. `"x, y"`).
+        what: what the entries are, for the message (e.g. `"one initial population per state"`).
+
+    Raises:
+        ValueError: a list or tuple of the wrong length, naming `n` and the states.
+    """
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"must have {n} entries ({names}): {what}")
+        return tuple(value)
+    return value
+
+
+def add_observation_noise(
+    clean: Float[Array, "t n"], noise: float | tuple[float, ...], model: str, seed: int
+) -> Float[Array, "t n"]:
+    """Noisy observations of clean samples `clean` (times x states).
+
+    Args:
+        clean: the clean samples, shape (T, n).
+        noise: the level, one number or one per state (see `NoiseModel`).
+        model: one of `NoiseModel`'s choices.
+        seed: seed of the N(0, 1) draws (`jax.random.PRNGKey(seed)`, shape (T, n)).
+
+    Returns:
+        `clean` itself when every level is 0, else the noisy samples (same shape and dtype).
+
+    Example:
+        >>> u = jnp.ones((100, 2))
+        >>> noisy = add_observation_noise(u, (0.01, 0.05), "multiplicative", seed=0)
+        >>> noisy.shape
+        (100, 2)
+    """
+    levels = (noise,) if isinstance(noise, (int, float)) else tuple(noise)
+    if len(levels) not in (1, clean.shape[1]):
+        raise ValueError(
+            f"add_observation_noise: noise has {len(levels)} entries for {clean.shape[1]} states"
+        )
+    if all(v == 0 for v in levels):
+        return clean
+    # a scalar stays a Python number, so the arithmetic (and the data) is
+    # bit for bit what the problems computed before the noise became per-state
+    level = levels[0] if len(levels) == 1 else jnp.asarray(levels, clean.dtype)
+    eps = jax.random.normal(jax.random.PRNGKey(seed), clean.shape, clean.dtype)
+    if model == "absolute":
+        return clean + level * eps
+    if model == "relative_mean":
+        return clean + level * jnp.mean(jnp.abs(clean), axis=0) * eps
+    if model == "relative_std":
+        return clean + level * jnp.std(clean, axis=0) * eps
+    if model == "multiplicative":
+        return clean * (1.0 + level * eps)
+    raise ValueError(
+        f"add_observation_noise: unknown noise model {model!r}; allowed: "
+        "absolute, relative_mean, relative_std, multiplicative"
+    )
 
 
 def lotka_volterra(t, u, p):
@@ -75,9 +183,34 @@ def _known(t, u, p):
     return jnp.stack([a * u[0], -d * u[1]])
 
 
-def _known_lv(t, u, p=None):
-    """The known part with the true alpha and delta as constants (nothing to train)."""
-    return _known(t, u, (LV_PARAMS[0], LV_PARAMS[3]))
+@dataclass(frozen=True)
+class _LotkaVolterraField:
+    """The full field at fixed (alpha, beta, gamma, delta), as a diffrax vector field.
+
+    Hashable and compared by value (unlike a lambda), so building the problem
+    again at the same rates reuses the compiled reference solve.
+    """
+
+    params: tuple[float, float, float, float]
+
+    def __call__(self, t, u, args=None):
+        return lotka_volterra(t, u, self.params)
+
+
+@dataclass(frozen=True)
+class _KnownLV:
+    """The known part alpha x, -delta y with the configured alpha and delta as constants.
+
+    A frozen dataclass, so it is hashable and compares by value: the UDE keeps
+    it as a static field, and two problems with the same rates share compiled
+    programs.
+    """
+
+    alpha: float
+    delta: float
+
+    def __call__(self, t, u, p=None):
+        return _known(t, u, (self.alpha, self.delta))
 
 
 _MAX_STEPS = 10_000
@@ -101,18 +234,37 @@ def _solution(field, u0, ts, rtol, atol, **kw):
 class LotkaVolterraParams(Section):
     """`problem` section of `ude_lotka_volterra`: the settings of `LotkaVolterraUDE`.
 
+    The system x' = alpha x - beta x y, y' = gamma x y - delta y (x prey, y
+    predators), sampled from `u0` at t = 0, dt, ..., t_end. The UDE is given
+    alpha x and -delta y and learns the interaction terms.
+
     Attributes:
-        noise: noise level; data = truth + noise * per-state mean * N(0, 1).
+        prey_growth: alpha, the prey's growth rate (> 0).
+        predation: beta, prey lost per encounter (> 0); the UDE should find -beta x y.
+        conversion: gamma, predators gained per encounter (> 0); the UDE should find +gamma x y.
+        predator_death: delta, the predators' death rate (> 0).
+        u0: initial populations (x, y), both > 0.
+        noise: observation noise level, one number or one per state (see `noise_model`).
+        noise_model: how `noise` scales the N(0, 1) draws (see `NoiseModel`):
+            `"relative_mean"` (default: data = truth + noise * per-state mean * N(0, 1)),
+            `"relative_std"`, `"absolute"` or `"multiplicative"`.
         noise_seed: seed of the noise draw.
         t_end, dt: observation window and spacing ([0, 3] every 0.1).
         degree: polynomial library degree for discovery (columns are
             normalised above degree 2).
-        alpha: STLSQ ridge penalty (see `discover_missing_terms`).
+        alpha: STLSQ ridge penalty (see `discover_missing_terms`; not the
+            growth rate, which is `prey_growth`).
         selection, selection_tol: see `discover_missing_terms`.
         rtol, atol: solver tolerances (Tsit5).
     """
 
-    noise: Annotated[float, Field(ge=0)] = 0.05
+    prey_growth: PositiveFloat = LV_PARAMS[0]
+    predation: PositiveFloat = LV_PARAMS[1]
+    conversion: PositiveFloat = LV_PARAMS[2]
+    predator_death: PositiveFloat = LV_PARAMS[3]
+    u0: tuple[PositiveFloat, PositiveFloat] = LV_U0
+    noise: NoiseLevel = 0.05
+    noise_model: NoiseModel = "relative_mean"
     noise_seed: Annotated[int, Field(ge=0)] = 0
     t_end: Annotated[float, Field(gt=0)] = 3.0
     dt: Annotated[float, Field(gt=0)] = 0.1
@@ -122,6 +274,16 @@ class LotkaVolterraParams(Section):
     selection_tol: Annotated[float, Field(ge=0)] = 0.1
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-7
     atol: Annotated[float, Field(gt=0)] = 1e-9
+
+    @field_validator("u0", mode="before")
+    @classmethod
+    def _u0_pair(cls, value):
+        return state_tuple(value, 2, "x, y", "the initial prey and predator populations")
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def _noise_per_state(cls, value):
+        return state_tuple(value, 2, "x, y", "one noise level per state (or give one number)")
 
     @model_validator(mode="after")
     def _samples(self):
@@ -137,6 +299,11 @@ class LotkaVolterraParams(Section):
             )
         return self
 
+    @property
+    def lv_params(self) -> tuple[float, float, float, float]:
+        """The true (alpha, beta, gamma, delta)."""
+        return (self.prey_growth, self.predation, self.conversion, self.predator_death)
+
 
 class RBFNetModel(Section):
     """`model` section of `ude_lotka_volterra`: the 2-5-5-5-2 network with exp(-x^2)."""
@@ -149,14 +316,18 @@ class RBFNetModel(Section):
 class LotkaVolterraUDE(AbstractProblem):
     """UDE fit of Lotka-Volterra data, then equation discovery of the missing terms.
 
-    Settings: `LotkaVolterraParams` (the `problem` section) and `RBFNetModel`
-    (the `model` section, the network), given as sections or as keyword
-    arguments, e.g. `LotkaVolterraUDE(noise=0.0, width=8)`.
+    Settings: `LotkaVolterraParams` (the `problem` section: the true rates,
+    initial state, sampling and noise as well as discovery's settings) and
+    `RBFNetModel` (the `model` section, the network), given as sections or as
+    keyword arguments, e.g. `LotkaVolterraUDE(noise=0.0, predation=0.5, width=8)`.
+
+    The known part of the UDE is alpha x, -delta y with the configured
+    `prey_growth` and `predator_death` (constants, not trained).
 
     `evaluate` reports `n_active_terms`, `interaction_coef_rel_error`
-    (max relative error of the recovered x y coefficients against -beta and
-    +gamma; 1.0 if either is missing), `recovered_equations`,
-    `extrapolation_rel_error` (recovered model vs truth on [0, 10]),
+    (max relative error of the recovered x y coefficients against the
+    configured -beta and +gamma; 1.0 if either is missing), `recovered_equations`,
+    `extrapolation_rel_error` (recovered model vs the configured truth on [0, 10]),
     `exact_terms_recovered` (1 if exactly the two x y terms are active),
     and `data_mse` of the UDE.
     """
@@ -191,12 +362,16 @@ class LotkaVolterraUDE(AbstractProblem):
         s = self.settings
         n = int(round(s.t_end / s.dt)) + 1
         self.ts = jnp.linspace(0.0, s.t_end, n)
-        self.u0 = jnp.asarray(LV_U0)
-        truth = _solve_ts(
-            lambda t, u, a: lotka_volterra(t, u, LV_PARAMS), self.u0, self.ts, 1e-10, 1e-12
-        )
-        eps = jax.random.normal(jax.random.PRNGKey(s.noise_seed), truth.shape, truth.dtype)
-        self.data = truth + s.noise * jnp.mean(truth, axis=0) * eps
+        self.u0 = jnp.asarray(s.u0)
+        p = s.lv_params
+        sol = _solution(_LotkaVolterraField(p), self.u0, self.ts, 1e-10, 1e-12, throw=False)
+        report = failure_report(sol, what="the true Lotka-Volterra solve (rtol 1e-10)")
+        if report is not None:
+            raise ValueError(
+                f"LotkaVolterraUDE: cannot make the data at alpha, beta, gamma, delta = {p}, "
+                f"u0 = {s.u0} on [0, {s.t_end:g}]: {report[0]}"
+            )
+        self.data = add_observation_noise(sol.ys, s.noise, s.noise_model, s.noise_seed)
 
     def init(self, key):
         m = self.model_settings
@@ -206,7 +381,8 @@ class LotkaVolterraUDE(AbstractProblem):
         )
         # alpha and delta are known physics: constants of the known part, so
         # they are not leaves of the trained pytree at all
-        return UDE(_known_lv, net), None
+        s = self.settings
+        return UDE(_KnownLV(s.prey_growth, s.predator_death), net), None
 
     def loss(self, model, state, key):
         # throw=False: a failed solve gives inf, which the trainer reports
@@ -245,14 +421,15 @@ class LotkaVolterraUDE(AbstractProblem):
         names = lib.feature_names(["x", "y"])
         coefs, support = found["coefficients"], found["support"]
         ixy = names.index("x y")
-        truth_xy = np.array([-LV_PARAMS[1], LV_PARAMS[2]])
+        true_params = s.lv_params  # the configured (alpha, beta, gamma, delta)
+        a, d = true_params[0], true_params[3]
+        truth_xy = np.array([-true_params[1], true_params[2]])
         got_xy = np.array([coefs[ixy, 0], coefs[ixy, 1]])
         if support[ixy, 0] and support[ixy, 1]:
             coef_err = float(np.max(np.abs(got_xy - truth_xy) / np.abs(truth_xy)))
         else:
             coef_err = 1.0
         exact = bool(support.sum() == 2 and support[ixy, 0] and support[ixy, 1])
-        a, d = LV_PARAMS[0], LV_PARAMS[3]
         known_terms = np.zeros_like(coefs)
         known_terms[names.index("x"), 0], known_terms[names.index("y"), 1] = a, -d
         equations = format_equations(known_terms + coefs, names, ["dx/dt", "dy/dt"])
@@ -263,7 +440,7 @@ class LotkaVolterraUDE(AbstractProblem):
             s.rtol, s.atol, args=cj, throw=False,
         )
         true_long = _solve_ts(
-            lambda t, u, _: lotka_volterra(t, u, LV_PARAMS), self.u0, t_long, 1e-10, 1e-12
+            _LotkaVolterraField(true_params), self.u0, t_long, 1e-10, 1e-12
         )
         extrap = float(jnp.linalg.norm(rec - true_long) / jnp.linalg.norm(true_long))
         return {
@@ -282,7 +459,7 @@ class LotkaVolterraUDE(AbstractProblem):
         t_dense = jnp.linspace(self.ts[0], self.ts[-1], 301)
         pred = np.asarray(_solve_ts(model, self.u0, t_dense, s.rtol, s.atol))
         learned = np.asarray(jax.vmap(model.net)(jnp.asarray(pred)))
-        b, c = LV_PARAMS[1], LV_PARAMS[2]
+        b, c = s.predation, s.conversion
         true_missing = np.stack([-b * pred[:, 0] * pred[:, 1], c * pred[:, 0] * pred[:, 1]], 1)
         fig = Figure(figsize=(10, 4))
         ax1, ax2 = fig.subplots(1, 2)

@@ -24,7 +24,8 @@ from pydantic import Field, model_validator
 from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.parallel import shard_batch
 from sciml.problems import AbstractProblem, resolve_settings
-from sciml.schema import Section
+from sciml.schema import PositiveFloat, Section
+from sciml.ude._lotka_volterra import FiniteFloat
 from sciml.ude._sde import NeuralSDE, euler_maruyama_nll
 
 __all__ = ["NeuralSDEOU", "OUParams", "SDEModel", "ou_exact_paths", "ou_mle"]
@@ -61,21 +62,30 @@ def ou_mle(paths, dt):
 class OUParams(Section):
     """`problem` section of `neural_sde_ou`: the settings of `NeuralSDEOU`.
 
+    The process is dX = kappa (mean - X) dt + vol dW from X(0) = x0; every
+    path is observed without measurement error at t = 0, dt, ..., n_steps dt,
+    so its noise model is the diffusion `vol` itself (the paths' randomness).
+
     Attributes:
-        kappa, mean, vol, x0: the true process dX = kappa (mean - X) dt + vol dW and its start.
-        n_paths, n_steps, dt: the data set (paths of `n_steps` intervals of `dt`).
+        kappa: mean-reversion rate (> 0; 1/kappa is the relaxation time).
+        mean: the level the process reverts to.
+        vol: volatility, the diffusion coefficient (> 0; stationary standard
+            deviation vol / sqrt(2 kappa)).
+        x0: the start of every path.
+        n_paths, n_steps, dt: the data set (paths of `n_steps` intervals of
+            `dt`, so on [0, n_steps dt]); at most 10**8 samples in all.
         batch_paths: paths per training batch (at most `n_paths`; a multiple
             of the device count).
         data_seed: seed of the data.
     """
 
-    kappa: Annotated[float, Field(gt=0)] = 2.0
-    mean: float = 0.5
-    vol: Annotated[float, Field(gt=0)] = 0.3
-    x0: float = 1.5
+    kappa: PositiveFloat = 2.0
+    mean: FiniteFloat = 0.5
+    vol: PositiveFloat = 0.3
+    x0: FiniteFloat = 1.5
     n_paths: Annotated[int, Field(gt=0)] = 256
     n_steps: Annotated[int, Field(gt=0)] = 500
-    dt: Annotated[float, Field(gt=0)] = 0.01
+    dt: PositiveFloat = 0.01
     batch_paths: Annotated[int, Field(gt=0)] = 64
     data_seed: Annotated[int, Field(ge=0)] = 0
 
@@ -84,6 +94,12 @@ class OUParams(Section):
         if self.batch_paths > self.n_paths:
             raise ValueError(
                 f"batch_paths ({self.batch_paths}) must not exceed n_paths ({self.n_paths})"
+            )
+        samples = self.n_paths * (self.n_steps + 1)
+        if samples > 10**8:
+            raise ValueError(
+                f"n_paths * (n_steps + 1) = {self.n_paths} * {self.n_steps + 1} = {samples:.3g} "
+                "samples; at most 10**8 (the data set would not fit in memory)"
             )
         return self
 

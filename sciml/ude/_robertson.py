@@ -4,7 +4,8 @@
     y2' =  k1 y1 - k2 y2² - k3 y2 y3
     y3' =  k2 y2²
 
-with k1 = 0.04, k2 = 3e7, k3 = 1e4 and y(0) = (1, 0, 0). The rates span nine
+with k1 = 0.04, k2 = 3e7, k3 = 1e4 and y(0) = (1, 0, 0) by default (each a key
+of the `problem` section, `RobertsonParams`). The rates span nine
 decades and y2 never exceeds ~4e-5, so the problem is fitted in log-rates with
 per-state scaled residuals (see `scaled_residuals`), and solved with the
 ESDIRK solver Kvaerno5 in float64 (H. H. Robertson, "The solution of a set of
@@ -27,22 +28,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sciml.problems import AbstractProblem, resolve_settings
-from sciml.schema import EmptyModel, Section
+from sciml.schema import EmptyModel, PositiveFloat, Section
 from sciml.ude._estimation import levenberg_marquardt, scaled_residuals
+from sciml.ude._lotka_volterra import (
+    NoiseLevel,
+    NoiseModel,
+    NonNegativeFloat,
+    add_observation_noise,
+    state_tuple,
+)
 from sciml.ude._solve import failure_report
 
 __all__ = [
     "ROBERTSON_RATES",
+    "ROBERTSON_Y0",
     "robertson_rhs",
     "RobertsonFit",
     "RobertsonParams",
 ]
 
 ROBERTSON_RATES = (0.04, 3.0e7, 1.0e4)
-"""The true rate constants (k1, k2, k3)."""
+"""The default true rate constants (k1, k2, k3)."""
+ROBERTSON_Y0 = (1.0, 0.0, 0.0)
+"""The default initial concentrations (y1, y2, y3)."""
 
 
 def robertson_rhs(t, y: Float[Array, " 3"], log_k: Float[Array, " 3"]) -> Float[Array, " 3"]:
@@ -52,18 +63,18 @@ def robertson_rhs(t, y: Float[Array, " 3"], log_k: Float[Array, " 3"]) -> Float[
     return jnp.stack([-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2**2 - k3 * y2 * y3, k2 * y2**2])
 
 
-def _solve(log_k, ts, rtol, atol, max_steps, adjoint):
-    """Solve from y(0) = (1, 0, 0) and return y at `ts`, shape (len(ts), 3).
+def _solve(log_k, y0, ts, rtol, atol, max_steps, adjoint):
+    """Solve from y(0) = `y0` and return y at `ts`, shape (len(ts), 3).
 
     A failed solve (e.g. max_steps at wild rates) returns non-finite values
     instead of raising: a least-squares step then gets rejected, and the
     trainer stops with `TrainingDiverged` and the last good checkpoint.
     """
-    return _solution(log_k, ts, rtol, atol, max_steps, adjoint).ys
+    return _solution(log_k, y0, ts, rtol, atol, max_steps, adjoint).ys
 
 
-def _solution(log_k, ts, rtol, atol, max_steps, adjoint):
-    y0 = jnp.array([1.0, 0.0, 0.0], dtype=log_k.dtype)
+def _solution(log_k, y0, ts, rtol, atol, max_steps, adjoint):
+    y0 = jnp.asarray(y0, dtype=log_k.dtype)
     return dfx.diffeqsolve(
         dfx.ODETerm(robertson_rhs),
         dfx.Kvaerno5(),
@@ -84,8 +95,16 @@ class RobertsonParams(Section):
     """`problem` section of `robertson_fit`: the settings of `RobertsonFit`.
 
     Attributes:
+        k1, k2, k3: the true rate constants (> 0): A -> B (k1), 2B -> B + C
+            (k2), B + C -> A + C (k3).
+        y0: the initial concentrations (y1, y2, y3) at t = 0 (each >= 0,
+            not all 0).
         n_obs: observation times, log-spaced on [t_min, t_max].
-        noise: multiplicative noise level: data = y * (1 + noise * N(0, 1)).
+        noise: noise level, one number or one per species (see `noise_model`).
+        noise_model: how `noise` scales the N(0, 1) draws (see `NoiseModel`):
+            `"multiplicative"` (default: data = y * (1 + noise * N(0, 1)), a
+            fraction of each value), `"relative_std"`, `"relative_mean"` or
+            `"absolute"`.
         t_min, t_max: first and last observation times (the solve starts at 0).
         rtol, atol: Kvaerno5 + PID controller tolerances of the fit. The data
             comes from a reference solve 100 times tighter.
@@ -95,8 +114,13 @@ class RobertsonParams(Section):
             log-uniformly from [1/guess_spread, guess_spread].
     """
 
+    k1: PositiveFloat = ROBERTSON_RATES[0]
+    k2: PositiveFloat = ROBERTSON_RATES[1]
+    k3: PositiveFloat = ROBERTSON_RATES[2]
+    y0: tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat] = ROBERTSON_Y0
     n_obs: Annotated[int, Field(ge=2)] = 40
-    noise: Annotated[float, Field(ge=0)] = 0.01
+    noise: NoiseLevel = 0.01
+    noise_model: NoiseModel = "multiplicative"
     t_min: Annotated[float, Field(gt=0)] = 1e-5
     t_max: Annotated[float, Field(gt=0)] = 100.0
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-8
@@ -105,11 +129,33 @@ class RobertsonParams(Section):
     data_seed: Annotated[int, Field(ge=0)] = 0
     guess_spread: Annotated[float, Field(ge=1)] = 3.0
 
+    @field_validator("y0", mode="before")
+    @classmethod
+    def _y0_triple(cls, value):
+        return state_tuple(value, 3, "y1, y2, y3", "the initial concentrations")
+
+    @field_validator("y0", mode="after")
+    @classmethod
+    def _y0_not_empty(cls, value):
+        if not any(v > 0 for v in value):
+            raise ValueError("at least one initial concentration must be positive")
+        return value
+
+    @field_validator("noise", mode="before")
+    @classmethod
+    def _noise_per_state(cls, value):
+        return state_tuple(value, 3, "y1, y2, y3", "one noise level per species (or give one number)")
+
     @model_validator(mode="after")
     def _ordered_times(self):
         if self.t_min >= self.t_max:
             raise ValueError(f"t_min ({self.t_min}) must be smaller than t_max ({self.t_max})")
         return self
+
+    @property
+    def rates(self) -> tuple[float, float, float]:
+        """The true (k1, k2, k3)."""
+        return (self.k1, self.k2, self.k3)
 
 
 class RobertsonFit(AbstractProblem):
@@ -123,7 +169,8 @@ class RobertsonFit(AbstractProblem):
     `loss` is the mean squared per-state-scaled residual (scale: max |data|
     of each species); it uses `RecursiveCheckpointAdjoint`, so reverse mode
     (`jax.grad`) works. `fit_lm` uses `ForwardMode` and `jax.jacfwd`.
-    `evaluate` reports each rate's relative error |k/k_true − 1| and their max.
+    `evaluate` reports each rate's relative error |k/k_true − 1| (k_true the
+    configured `k1`, `k2`, `k3`) and their max.
     """
 
     Settings: ClassVar[type[Section]] = RobertsonParams
@@ -157,16 +204,17 @@ class RobertsonFit(AbstractProblem):
             )
         s = self.settings
         self.ts = jnp.logspace(math.log10(s.t_min), math.log10(s.t_max), s.n_obs)
-        true_log_k = jnp.log(jnp.asarray(ROBERTSON_RATES))
+        true_log_k = jnp.log(jnp.asarray(s.rates))
         clean = _solve(
-            true_log_k, self.ts, s.rtol * 1e-2, s.atol * 1e-2, s.max_steps * 4, dfx.ForwardMode()
+            true_log_k, s.y0, self.ts, s.rtol * 1e-2, s.atol * 1e-2, s.max_steps * 4,
+            dfx.ForwardMode(),
         )
         if not bool(jnp.all(jnp.isfinite(clean))):
             raise ValueError(
-                "RobertsonFit: the reference solve failed; raise max_steps or loosen rtol/atol"
+                f"RobertsonFit: the reference solve at k = {s.rates}, y0 = {s.y0} failed; raise "
+                "max_steps or loosen rtol/atol"
             )
-        eps = jax.random.normal(jax.random.PRNGKey(s.data_seed), clean.shape, clean.dtype)
-        self.data = clean * (1.0 + s.noise * eps)
+        self.data = add_observation_noise(clean, s.noise, s.noise_model, s.data_seed)
         self.scale = jnp.max(jnp.abs(self.data), axis=0)
 
     def solve(self, log_k: Float[Array, " 3"], adjoint=None) -> Float[Array, "n 3"]:
@@ -177,14 +225,14 @@ class RobertsonFit(AbstractProblem):
         """
         adjoint = dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
         s = self.settings
-        return _solve(log_k, self.ts, s.rtol, s.atol, s.max_steps, adjoint)
+        return _solve(log_k, s.y0, self.ts, s.rtol, s.atol, s.max_steps, adjoint)
 
     def residuals(self, log_k: Float[Array, " 3"], adjoint=None) -> Float[Array, " n3"]:
         """Per-state-scaled residuals, flattened to shape (3 n_obs,)."""
         return scaled_residuals(self.solve(log_k, adjoint), self.data, self.scale).reshape(-1)
 
     def init(self, key):
-        true_log_k = jnp.log(jnp.asarray(ROBERTSON_RATES))
+        true_log_k = jnp.log(jnp.asarray(self.settings.rates))
         spread = math.log(self.settings.guess_spread)
         offset = jax.random.uniform(key, (3,), true_log_k.dtype, -spread, spread)
         return true_log_k + offset, None
@@ -200,14 +248,15 @@ class RobertsonFit(AbstractProblem):
 
     def loss(self, model, state, key):
         r = self.residuals(model)
-        errors = _rel_errors(model)
+        errors = _rel_errors(model, self.settings.rates)
         return jnp.mean(r**2), (state, {"max_rel_error": jnp.max(errors)})
 
     def diagnose(self, model, state, key):
         """Report a failed Kvaerno5 solve at these log-rates."""
         s = self.settings
         sol = eqx.filter_jit(_solution)(
-            jnp.asarray(model), self.ts, s.rtol, s.atol, s.max_steps, dfx.RecursiveCheckpointAdjoint()
+            jnp.asarray(model), s.y0, self.ts, s.rtol, s.atol, s.max_steps,
+            dfx.RecursiveCheckpointAdjoint(),
         )
         k = ", ".join(f"{v:.3g}" for v in np.exp(np.asarray(model)))
         report = failure_report(
@@ -238,7 +287,7 @@ class RobertsonFit(AbstractProblem):
         return fit.params
 
     def evaluate(self, model, state, key):
-        errors = [float(e) for e in _rel_errors(jnp.asarray(model))]
+        errors = [float(e) for e in _rel_errors(jnp.asarray(model), self.settings.rates)]
         out = {f"k{i + 1}_rel_error": e for i, e in enumerate(errors)}
         out["max_rel_error"] = max(errors)
         return out
@@ -248,7 +297,7 @@ class RobertsonFit(AbstractProblem):
 
         s = self.settings
         fine = jnp.logspace(jnp.log10(self.ts[0]), jnp.log10(self.ts[-1]), 200)
-        pred = _solve(jnp.asarray(model), fine, s.rtol, s.atol, s.max_steps, dfx.ForwardMode())
+        pred = _solve(jnp.asarray(model), s.y0, fine, s.rtol, s.atol, s.max_steps, dfx.ForwardMode())
         pred, ts, data = jax.device_get((pred, self.ts, self.data))
         fine = jax.device_get(fine)
         fig = Figure(figsize=(12, 3.6))
@@ -265,6 +314,6 @@ class RobertsonFit(AbstractProblem):
         return [str(path)]
 
 
-def _rel_errors(log_k: Float[Array, " 3"]) -> Float[Array, " 3"]:
-    k_true = jnp.asarray(ROBERTSON_RATES, dtype=log_k.dtype)
+def _rel_errors(log_k: Float[Array, " 3"], rates: tuple[float, float, float]) -> Float[Array, " 3"]:
+    k_true = jnp.asarray(rates, dtype=log_k.dtype)
     return jnp.abs(jnp.exp(log_k) / k_true - 1.0)

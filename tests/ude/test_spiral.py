@@ -155,3 +155,47 @@ def test_joint_batch_solve_gives_the_same_loss_and_gradient_as_vmap(x64):
     np.testing.assert_allclose(l_j, l_v, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g_j), jax.tree.leaves(g_v), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("adjoint, batch_solve, expected", [
+    ("backsolve", "auto", "joint"),
+    ("recursive_checkpoint", "auto", "vmap"),
+    ("direct", "auto", "vmap"),
+    ("backsolve", "vmap", "vmap"),  # an explicit choice is kept
+    ("recursive_checkpoint", "joint", "joint"),
+])
+def test_batch_solve_auto_picks_joint_for_backsolve_only(adjoint, batch_solve, expected, monkeypatch):
+    import equinox as eqx
+
+    import sciml.ude._spiral as spiral
+
+    problem = build_problem("neural_ode_spiral", {"n_points": 50, "adjoint": adjoint,
+                                                  "batch_solve": batch_solve}, {"width": 4})
+    assert problem.batch_mode == expected
+    # the loss solves the batch in that mode (traced only, nothing compiled)
+    modes, real = [], spiral._solve
+    monkeypatch.setattr(spiral, "_solve", lambda *a: modes.append(a[7]) or real(*a))
+    model, _ = problem.init(jax.random.PRNGKey(0))
+    eqx.filter_eval_shape(lambda m: problem.loss(m, None, jax.random.PRNGKey(1))[0], model)
+    assert modes == [expected]
+
+
+def test_batch_solve_auto_is_the_default_and_follows_an_adjoint_object():
+    import diffrax as dfx
+
+    from sciml.ude import NeuralODESpiral
+    from sciml.ude._spiral import batch_mode_for
+
+    default = NeuralODESpiral(n_points=50)
+    assert default.settings.batch_solve == "auto" and default.batch_mode == "vmap"  # as before auto
+    custom = NeuralODESpiral(n_points=50, adjoint=dfx.BacksolveAdjoint(solver=dfx.Dopri5()))
+    assert custom.batch_mode == "joint"
+    assert batch_mode_for(dfx.RecursiveCheckpointAdjoint(checkpoints=8)) == "vmap"
+
+
+def test_diagnose_follows_the_automatic_batch_mode():
+    problem = build_problem("neural_ode_spiral", {"n_points": 200, "batch_size": 8, "max_steps": 3,
+                                                  "adjoint": "backsolve"}, {"width": 8})
+    model, _ = problem.init(jax.random.PRNGKey(0))
+    reason = problem.diagnose(model, None, jax.random.PRNGKey(1))
+    assert "the joint solve of all 8 windows (max_steps=3), windows starting at t = " in reason, reason
