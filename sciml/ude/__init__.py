@@ -3,7 +3,10 @@
 Library surface (usable without the trainer):
 
 - `solve`, `solve_batch`, `check_solution`, `failure_report`, `SolveFailed`: a thin layer over
-  `diffrax.diffeqsolve` with shape checks and clear failure reports.
+  `diffrax.diffeqsolve` with shape and tolerance checks, events (`t1=inf` until a steady
+  state), gradients that stay honest at equilibria, and failures that say where and why.
+- `steady_state`: the equilibrium an ODE settles to, differentiable by the implicit
+  function theorem.
 - `NeuralODE`, `UDE`: vector fields with learned parts.
 - `levenberg_marquardt`, `gauss_newton`, `scaled_residuals`: parameter
   estimation for mechanistic models (optimistix, forward-mode Jacobians).
@@ -20,6 +23,7 @@ Library surface (usable without the trainer):
 """
 
 from sciml.ude._discovery import discover_missing_terms as discover_missing_terms
+from sciml.ude._ensemble import Ensemble as Ensemble
 from sciml.ude._estimation import LeastSquaresResult as LeastSquaresResult
 from sciml.ude._estimation import gauss_newton as gauss_newton
 from sciml.ude._estimation import levenberg_marquardt as levenberg_marquardt
@@ -61,5 +65,6 @@ from sciml.ude._solve import solve_batch as solve_batch
 from sciml.ude._spiral import CubicMLPField as CubicMLPField
 from sciml.ude._spiral import NeuralODESpiral as NeuralODESpiral
 from sciml.ude._spiral import spiral_dynamics as spiral_dynamics
+from sciml.ude._steady import steady_state as steady_state
 from sciml.ude._windows import horizon_curriculum as horizon_curriculum
 from sciml.ude._windows import sample_windows as sample_windows

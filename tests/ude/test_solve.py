@@ -233,3 +233,57 @@ def test_imex_solver_needs_a_split_field():
         solve((decay, decay, decay), jnp.ones(2), ts, args=1.0, solver=dfx.KenCarp4())
     with pytest.raises(ValueError, match=r"returns shapes \[\(3,\)\] for y0 of shapes \[\(2,\)\]"):
         solve((decay, lambda t, y, a: jnp.zeros(3)), jnp.ones(2), ts, args=1.0, solver=dfx.KenCarp4())
+
+
+# --- the default controller's stability cap ------------------------------------------
+
+
+def test_default_controller_caps_steps_only_where_stability_needs_it(x64):
+    ts = jnp.linspace(0.0, 3.0, 7)
+    y0 = jnp.array([1.0, 0.0])
+    # away from equilibria error control binds first: the same steps as the plain PID
+    plain = solve(oscillator, y0, ts, args=2.0,
+                  stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-6))
+    default = solve(oscillator, y0, ts, args=2.0)
+    assert int(default.stats["num_steps"]) == int(plain.stats["num_steps"])
+    np.testing.assert_array_equal(default.ys, plain.ys)
+    # on an equilibrium of y' = 0.76 - y (error estimate zero) the steps stop at
+    # 0.8 x 3.5 (Tsit5's stability interval) instead of growing tenfold each
+    rest = solve(lambda t, y, a: 0.76 - y, jnp.array(0.76), t0=0.0, t1=100.0)
+    assert 100 / (0.8 * 3.51) <= int(rest.stats["num_steps"]) <= 100 / (0.8 * 3.51) + 10
+    # backwards in time, the cap evaluates the field at the true (not negated) times
+    back = solve(lambda t, y, a: -t * y, jnp.array([1.0]), jnp.array([1.0, 0.0]))
+    np.testing.assert_allclose(back.ys[-1, 0], np.exp(0.5), rtol=1e-3)
+
+
+def test_default_controller_with_a_custom_vjp_field_under_grad(x64):
+    # forward-mode autodiff cannot pass a jax.custom_vjp under jax.grad: the cap's J v is
+    # a finite difference, so such fields (e.g. a nested diffrax solve) still work
+    @jax.custom_vjp
+    def neg(y):
+        return -y
+
+    neg.defvjp(lambda y: (-y, None), lambda _, ct: (-ct,))
+
+    def y1(theta):
+        field = lambda t, y, th: th + neg(y)  # noqa: E731
+        return solve(field, jnp.array(0.0), t0=0.0, t1=2.0, args=theta).ys[-1]
+
+    # y(t) = theta (1 - exp(-t))
+    np.testing.assert_allclose(jax.grad(y1)(0.5), 1 - np.exp(-2.0), rtol=1e-3)
+
+
+def test_default_controller_with_a_model_as_field_and_backsolve(x64):
+    # the model's parameters are traced leaves of the vector field; BacksolveAdjoint's
+    # custom_vjp must not find them in the controller (it gets the plain PID controller)
+    class Relax(eqx.Module):
+        theta: jax.Array
+
+        def __call__(self, t, y, args):
+            return self.theta - y
+
+    def y1(model):
+        return solve(model, jnp.array(0.0), t0=0.0, t1=2.0, adjoint=dfx.BacksolveAdjoint()).ys[-1]
+
+    grad = eqx.filter_grad(y1)(Relax(jnp.array(0.5))).theta
+    np.testing.assert_allclose(grad, 1 - np.exp(-2.0), rtol=1e-3)
