@@ -50,6 +50,7 @@ from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import PositiveFloat, Section
 from sciml.ude._discovery import SELECTIONS as _SELECTIONS
 from sciml.ude._discovery import discover_missing_terms
+from sciml.ude._ensemble import Ensemble
 from sciml.ude._fields import UDE
 from sciml.ude._library import PolynomialLibrary
 from sciml.ude._sindy import format_equations
@@ -255,6 +256,11 @@ class LotkaVolterraParams(Section):
         alpha: STLSQ ridge penalty (see `discover_missing_terms`; not the
             growth rate, which is `prey_growth`).
         selection, selection_tol: see `discover_missing_terms`.
+        ensemble: number of UDEs trained side by side from different
+            initialisations (one `Ensemble` model; about twice the cost of
+            one fit for 5 members on a CPU). Discovery takes the support
+            most members choose and reports how many agree; 1 trains a
+            single UDE.
         rtol, atol: solver tolerances (Tsit5).
     """
 
@@ -272,6 +278,7 @@ class LotkaVolterraParams(Section):
     alpha: Annotated[float, Field(ge=0)] = 0.05
     selection: Literal[_SELECTIONS] = "bic"
     selection_tol: Annotated[float, Field(ge=0)] = 0.1
+    ensemble: Annotated[int, Field(ge=1, le=64)] = 5
     rtol: Annotated[float, Field(gt=0, lt=1)] = 1e-7
     atol: Annotated[float, Field(gt=0)] = 1e-9
 
@@ -329,7 +336,15 @@ class LotkaVolterraUDE(AbstractProblem):
     configured -beta and +gamma; 1.0 if either is missing), `recovered_equations`,
     `extrapolation_rel_error` (recovered model vs the configured truth on [0, 10]),
     `exact_terms_recovered` (1 if exactly the two x y terms are active),
-    and `data_mse` of the UDE.
+    `data_mse` of the UDE (the members' mean for an ensemble), and how far
+    to trust the discovered support: `discovery_agreement` (fraction of
+    ensemble members whose own discovery chose it), `discovery_bic_weight`
+    (its BIC weight among every refitted support), `runner_up_delta_bic`
+    and `runner_up_equations` (the next best support by BIC; a difference
+    below ~2 means the data cannot tell the two apart).
+
+    With `ensemble > 1` the model is an `Ensemble` of UDEs trained side by
+    side; the loss is the members' mean data MSE.
     """
 
     Settings: ClassVar[type[Section]] = LotkaVolterraParams
@@ -348,6 +363,10 @@ class LotkaVolterraUDE(AbstractProblem):
         "extrapolation_rel_error",
         "exact_terms_recovered",
         "data_mse",
+        "discovery_agreement",
+        "discovery_bic_weight",
+        "runner_up_delta_bic",
+        "runner_up_equations",
     )
 
     def __init__(
@@ -373,7 +392,7 @@ class LotkaVolterraUDE(AbstractProblem):
             )
         self.data = add_observation_noise(sol.ys, s.noise, s.noise_model, s.noise_seed)
 
-    def init(self, key):
+    def _make_ude(self, key):
         m = self.model_settings
         net = MLP(
             2, 2, width=m.width, depth=m.depth,
@@ -382,30 +401,48 @@ class LotkaVolterraUDE(AbstractProblem):
         # alpha and delta are known physics: constants of the known part, so
         # they are not leaves of the trained pytree at all
         s = self.settings
-        return UDE(_KnownLV(s.prey_growth, s.predator_death), net), None
+        return UDE(_KnownLV(s.prey_growth, s.predator_death), net)
 
-    def loss(self, model, state, key):
+    def init(self, key):
+        n = self.settings.ensemble
+        if n == 1:
+            return self._make_ude(key), None
+        return Ensemble.init(self._make_ude, key, n), None
+
+    def _mse(self, ude):
         # throw=False: a failed solve gives inf, which the trainer reports
         s = self.settings
-        pred = _solve_ts(model, self.u0, self.ts, s.rtol, s.atol, throw=False)
-        mse = jnp.mean((pred - self.data) ** 2)
-        return mse, (state, {})
+        pred = _solve_ts(ude, self.u0, self.ts, s.rtol, s.atol, throw=False)
+        return jnp.mean((pred - self.data) ** 2)
+
+    def loss(self, model, state, key):
+        if isinstance(model, Ensemble):
+            # the members' mean: each member's gradient is its own loss's, / n
+            mse_each = model.map(self._mse)
+            return jnp.mean(mse_each), (state, {"mse_worst_member": jnp.max(mse_each)})
+        return self._mse(model), (state, {})
 
     def diagnose(self, model, state, key):
-        """Report a failed solve of the UDE over the data's time span."""
+        """Report a failed solve of the UDE (or of the first failing member) over the data span."""
         s = self.settings
-        sol = eqx.filter_jit(_solution)(model, self.u0, self.ts, s.rtol, s.atol, throw=False)
-        report = failure_report(
-            sol, what=f"the UDE solve from u0 over t = [0, {float(self.ts[-1]):g}] "
-            f"(max_steps={_MAX_STEPS})"
-        )
+        what = f"the UDE solve from u0 over t = [0, {float(self.ts[-1]):g}] (max_steps={_MAX_STEPS})"
+        solution = eqx.filter_jit(_solution)
+        if isinstance(model, Ensemble):
+            sol = eqx.filter_jit(model.map)(
+                lambda m: _solution(m, self.u0, self.ts, s.rtol, s.atol, throw=False)
+            )
+            report = failure_report(sol, what=what, describe=lambda i: f"ensemble member {i}")
+        else:
+            report = failure_report(
+                solution(model, self.u0, self.ts, s.rtol, s.atol, throw=False), what=what
+            )
         return None if report is None else report[0]
 
     def discover(self, model):
         """Run `discover_missing_terms` with this problem's settings."""
         s = self.settings
         return discover_missing_terms(
-            model, self.u0, self.ts, self.data,
+            model.members() if isinstance(model, Ensemble) else model, self.u0, self.ts, self.data,
             library=PolynomialLibrary(2, s.degree),
             alpha=s.alpha,
             thresholds=np.logspace(-3, 0.5, 60),
@@ -450,12 +487,24 @@ class LotkaVolterraUDE(AbstractProblem):
             "extrapolation_rel_error": extrap if np.isfinite(extrap) else float("inf"),
             "exact_terms_recovered": int(exact),
             "data_mse": found["sse_ude"] / self.data.size,  # the UDE's fit, solved once in discover
+            "discovery_agreement": found["agreement"],
+            "discovery_bic_weight": found["bic_weight"],
+            "runner_up_delta_bic": (
+                float("inf") if found["runner_up"] is None else found["runner_up"]["delta_bic"]
+            ),
+            "runner_up_equations": (
+                "" if found["runner_up"] is None else "; ".join(format_equations(
+                    known_terms + found["runner_up"]["coefficients"], names, ["dx/dt", "dy/dt"]
+                ))
+            ),
         }
 
     def figures(self, model, state, outdir):
         from matplotlib.figure import Figure
 
         s = self.settings
+        if isinstance(model, Ensemble):
+            model = model.member(0)  # the figure shows the first member
         t_dense = jnp.linspace(self.ts[0], self.ts[-1], 301)
         pred = np.asarray(_solve_ts(model, self.u0, t_dense, s.rtol, s.atol))
         learned = np.asarray(jax.vmap(model.net)(jnp.asarray(pred)))

@@ -52,7 +52,7 @@ def test_default_recipe_recovers_the_interaction(x64):
     from sciml.trainer import fit
 
     problem = LotkaVolterraUDE()
-    cfg = SequenceConfig(name="sequence", phases=[AdamConfig(name="adam", lr=0.01), LBFGSConfig(name="lbfgs", initial_guess="keep")],
+    cfg = SequenceConfig(name="sequence", phases=[AdamConfig(name="adam", lr=0.01), LBFGSConfig(name="lbfgs", initial_guess="one")],
                          boundaries=[2000])
     result = fit(problem, make_optimizer(cfg, 3000), TrainConfig(steps=3000, log_every=500, progress=False))
     assert result.summary["exact_terms_recovered"] == 1

@@ -69,7 +69,7 @@ def test_lv_configured_system_reaches_the_data_the_known_part_and_evaluate(x64):
                    [1.0, 2.0], np.asarray(problem.ts))
     np.testing.assert_allclose(problem.data, expected, rtol=1e-8)
     # the UDE's known part is alpha x, -delta y at the configured rates
-    model, _ = problem.init(jax.random.PRNGKey(0))
+    model = problem.init(jax.random.PRNGKey(0))[0].member(0)  # an ensemble by default
     np.testing.assert_allclose(model.known(0.0, jnp.array([2.0, 3.0])), [a * 2.0, -d * 3.0])
     # evaluate judges against the configured -beta, +gamma: an exact network scores 0
     exact = UDE(model.known, lambda u: jnp.stack([-b * u[0] * u[1], c * u[0] * u[1]]))
@@ -90,7 +90,7 @@ def test_lv_training_at_non_default_parameters_recovers_them(x64):
 
     problem = LotkaVolterraUDE(noise=0.01, **LV_SETTINGS)
     cfg = SequenceConfig(name="sequence", phases=[AdamConfig(name="adam", lr=0.01),
-                                                  LBFGSConfig(name="lbfgs", initial_guess="keep")],
+                                                  LBFGSConfig(name="lbfgs", initial_guess="one")],
                          boundaries=[2000])
     train = TrainConfig(steps=3000, log_every=500, checkpoint_every=None, progress=False)
     summary = fit(problem, make_optimizer(cfg, 3000), train).summary
