@@ -45,6 +45,16 @@ def test_invalid_settings():
         LotkaVolterraUDE(width=0)
 
 
+def test_float32_with_a_tolerance_it_cannot_resolve_is_refused_up_front():
+    import jax
+
+    if jax.config.jax_enable_x64:
+        pytest.skip("needs the float32 default")
+    with pytest.raises(ValueError, match=r"problem.rtol = 1e-07 is below the resolution of float32"):
+        LotkaVolterraUDE()
+    assert LotkaVolterraUDE(rtol=1e-5, ensemble=1).data.dtype == jnp.float32
+
+
 @pytest.mark.slow
 def test_default_recipe_recovers_the_interaction(x64):
     from sciml.config import AdamConfig, LBFGSConfig, SequenceConfig, TrainConfig
