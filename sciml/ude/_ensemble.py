@@ -18,9 +18,11 @@ class Ensemble(eqx.Module):
     Training an ensemble is training one model: the trainer sees one pytree,
     and a loss that maps over the members (`Ensemble.map`) evaluates them
     side by side in one compiled program. On a CPU an ensemble of 5 small
-    UDEs costs about twice one of them per step (measured on the
+    UDEs costs about twice one of them per gradient step (measured on the
     Lotka-Volterra UDE), not five times, because a vmapped ODE solve
-    amortises the per-step overhead that dominates small networks.
+    amortises the per-step overhead that dominates small networks. A joint
+    line search costs more: the Lotka-Volterra recipe (Adam, then L-BFGS)
+    trains 5 members in 3.7x the time of one.
 
     Build one with `Ensemble.init(make, key, n)`, which calls `make(key_i)`
     for `n` keys split from `key`; `members()` gives the models back one by

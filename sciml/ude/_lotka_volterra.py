@@ -267,8 +267,9 @@ class LotkaVolterraParams(Section):
             growth rate, which is `prey_growth`).
         selection, selection_tol: see `discover_missing_terms`.
         ensemble: number of UDEs trained side by side from different
-            initialisations (one `Ensemble` model; about twice the cost of
-            one fit for 5 members on a CPU). Discovery takes the support
+            initialisations (one `Ensemble` model; for 5 members about 2x
+            one network's cost per Adam step and 2.8x its whole run,
+            discovery included, on a CPU). Discovery takes the support
             most members choose and reports how many agree; 1 trains a
             single UDE.
         rtol, atol: solver tolerances (Tsit5).
