@@ -27,7 +27,7 @@ from pydantic import Field, field_validator, model_validator
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import EmptyModel, PositiveFloat, Section
 from sciml.ude._library import PolynomialLibrary
-from sciml.ude._lotka_volterra import (
+from sciml.ude._noise import (
     FiniteFloat,
     NoiseLevel,
     NoiseModel,

@@ -25,7 +25,7 @@ from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.parallel import shard_batch
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import PositiveFloat, Section
-from sciml.ude._lotka_volterra import FiniteFloat
+from sciml.ude._noise import FiniteFloat
 from sciml.ude._sde import NeuralSDE, euler_maruyama_nll
 
 __all__ = ["NeuralSDEOU", "OUParams", "SDEModel", "ou_exact_paths", "ou_mle"]

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import EmptyModel, PositiveFloat, Section
 from sciml.ude._estimation import levenberg_marquardt, scaled_residuals
-from sciml.ude._lotka_volterra import (
+from sciml.ude._noise import (
     NoiseLevel,
     NoiseModel,
     NonNegativeFloat,

@@ -12,29 +12,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sciml.ude._failures import (
+    SolveFailed,
+    _error_if_failed,
+    _raise_if_failed,
+    check_solution,
+    failure_report,
+)
+from sciml.ude._stability import _default_controller
+
 __all__ = ["solve", "solve_batch", "check_solution", "failure_report", "SolveFailed"]
-
-
-class SolveFailed(RuntimeError):
-    """A differential-equation solve did not reach its final time.
-
-    Attributes:
-        index: batch index of the failed solve (`None` for an unbatched solve).
-        t_reached: the time the failed solve reached: where the integration
-            stopped when `solve` raised it eagerly, else the last saved time
-            (`None` if no save time was reached).
-        result: diffrax's result message.
-        num_steps: steps taken by the failed solve, when known.
-    """
-
-    def __init__(
-        self, message: str, *, index=None, t_reached=None, result: str = "", num_steps=None
-    ):
-        super().__init__(message)
-        self.index = index
-        self.t_reached = t_reached
-        self.result = result
-        self.num_steps = num_steps
 
 
 def _check_vector_field(vf, t0, y0, args) -> None:
@@ -99,161 +86,6 @@ def _check_tolerance(rtol, y0, timelikes, who: str = "solve") -> None:
                 "(jax.config.update('jax_enable_x64', True) and a float64 y0) for tighter "
                 "tolerances."
             )
-
-
-# --- the stability cap of solve's default controller --------------------------------
-
-
-_STABILITY_LIMITS: dict[type, float] = {}
-
-
-def _real_stability_limit(tableau) -> float:
-    """Largest z with |R(-x)| <= 1 on all of [0, z]: the real stability interval of a tableau.
-
-    R(z) = 1 + z b^T (I - z A)^{-1} 1 is the stability function of the
-    explicit Runge-Kutta tableau (A, b): one step of size h on y' = -lam y
-    multiplies y by R(-h lam). Tsit5: 3.51, Dopri5: 3.31, Bosh3: 2.51,
-    Heun: 2.0, Dopri8: 5.17.
-    """
-    s = len(tableau.b_sol)
-    a = np.zeros((s, s))
-    for i, row in enumerate(tableau.a_lower):
-        a[i + 1, : len(row)] = row
-    b = np.asarray(tableau.b_sol, dtype=float)
-    zs = np.linspace(0.0, 20.0, 4001)
-    stages = np.linalg.solve(np.eye(s) + zs[:, None, None] * a, np.ones((zs.size, s, 1)))
-    r = 1.0 - zs * (stages[..., 0] @ b)
-    unstable = np.abs(r) > 1.0 + 1e-12
-    return float(zs[np.argmax(unstable) - 1]) if unstable.any() else float(zs[-1])
-
-
-def _shape_of(y) -> tuple:
-    return jax.tree.structure(y), tuple(jnp.shape(leaf) for leaf in jax.tree.leaves(y))
-
-
-def _global_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree.leaves(tree)))
-
-
-def _stop(tree):
-    return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_array(x) else x, tree)
-
-
-class _StabilityCap(dfx.AbstractAdaptiveStepSizeController):
-    """Solve's default controller: a PID controller whose steps stay stable for the tangent.
-
-    An explicit Runge-Kutta step of size h multiplies a perturbation along an
-    eigenvector of J = df/dy with eigenvalue -lam by R(-h lam). The error
-    estimate sees that growth only through the solution's own deviation from
-    a smooth path: when y sits (to within much less than the tolerance) on an
-    equilibrium, the estimate is ~0, the PID controller grows every step by
-    `factormax`, and steps leave the stability interval. The solution stays
-    right, but its derivatives (`jax.grad`, `jax.jacfwd`: perturbations that
-    the error estimate never sees) are amplified by |R(-h lam)| per step:
-    dy(100)/dtheta = -1.9e11 instead of 1 for y' = theta - y from y0 = theta.
-
-    This controller caps every step at h <= `bound` / rho, rho an estimate of
-    the spectral radius of J by power iteration (a few products J v at t0,
-    then one per step, warm-started, gradients stopped; each a forward
-    difference of two evaluations of f), and `bound` = 0.8 x the solver's
-    real stability interval, where every mode decays and the stiffest by at
-    least |R| = 0.68 per step (Heun; Tsit5 0.28). Away from equilibria the error
-    control already keeps explicit steps near this limit, so the cap rarely
-    binds; its cost is two evaluations of f per step (Tsit5 makes six).
-
-    It guards the state it was built for: on a state of another structure
-    (an adjoint's augmented backward solve) it is the plain PID controller.
-    `solve` does not use it with `BacksolveAdjoint`, whose backward solve
-    controls the adjoint's own error.
-    """
-
-    controller: dfx.AbstractAdaptiveStepSizeController
-    vector_field: Callable
-    bound: float = eqx.field(static=True)
-    state_shape: tuple = eqx.field(static=True)
-    direction: Any = 1
-
-    @property
-    def rtol(self):
-        return self.controller.rtol
-
-    @property
-    def atol(self):
-        return self.controller.atol
-
-    @property
-    def norm(self):
-        return self.controller.norm
-
-    def wrap(self, direction):
-        return eqx.tree_at(
-            lambda c: (c.controller, c.direction),
-            self,
-            (self.controller.wrap(direction), direction),
-        )
-
-    def _power_step(self, t, y, args, v):
-        t, y, args, v = _stop((t, y, args, v))
-        field = lambda y: self.vector_field(t * self.direction, y, args)  # noqa: E731
-        # J v by a forward difference, not jax.jvp: forward mode fails at transformation time
-        # on a field with a jax.custom_vjp inside (e.g. a nested diffrax solve) under jax.grad
-        dtype = jnp.result_type(*jax.tree.leaves(y))
-        delta = jnp.sqrt(jnp.finfo(dtype).eps) * (1 + _global_norm(y))
-        moved = jax.tree.map(lambda a, b: a + delta * b, y, v)
-        w = jax.tree.map(lambda a, b: (a - b) / delta, field(moved), field(y))
-        rho = _global_norm(w)
-        ok = jnp.isfinite(rho) & (rho > 0)
-        v = jax.tree.map(lambda a, b: jnp.where(ok, a / jnp.where(ok, rho, 1), b), w, v)
-        return jax.lax.stop_gradient(jnp.where(jnp.isfinite(rho), rho, 0.0)), _stop(v)
-
-    def _cap(self, t_next, t_start, rho):
-        dtype = jnp.result_type(t_next)
-        h = jnp.where(rho > 0, self.bound / jnp.where(rho > 0, rho, 1), jnp.inf)
-        return jnp.minimum(t_next, t_start + h.astype(dtype))
-
-    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
-        t_next, inner = self.controller.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        if _shape_of(y0) != self.state_shape:
-            return t_next, (inner, None)
-        keys = jax.random.split(jax.random.key(0), len(jax.tree.leaves(y0)))
-        leaves = [
-            jax.random.normal(k, jnp.shape(x), jnp.result_type(x))
-            for k, x in zip(keys, jax.tree.leaves(y0))
-        ]
-        v = jax.tree.unflatten(jax.tree.structure(y0), leaves)
-        v = jax.tree.map(lambda x: x / _global_norm(v), v)
-        for _ in range(4):
-            rho, v = self._power_step(t0, y0, args, v)
-        return self._cap(t_next, t0, rho), (inner, v)
-
-    def adapt_step_size(
-        self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
-    ):
-        inner, v = controller_state
-        keep, next_t0, next_t1, made_jump, inner, result = self.controller.adapt_step_size(
-            t0, t1, y0, y1_candidate, args, y_error, error_order, inner
-        )
-        if v is None:
-            return keep, next_t0, next_t1, made_jump, (inner, None), result
-        t = jnp.where(keep, t1, t0)
-        y = jax.tree.map(lambda a, b: jnp.where(keep, a, b), y1_candidate, y0)
-        rho, v = self._power_step(t, y, args, v)
-        return keep, next_t0, self._cap(next_t1, next_t0, rho), made_jump, (inner, v), result
-
-
-def _default_controller(vector_field, solver, y0, adjoint):
-    pid = dfx.PIDController(rtol=1e-3, atol=1e-6)
-    if not isinstance(solver, dfx.AbstractERK):
-        return pid  # implicit solvers are A-stable: no stability limit on the step
-    if isinstance(adjoint, dfx.BacksolveAdjoint):
-        # Its backward solve controls the adjoint's own error (y' = theta - y from the
-        # equilibrium: dy(100)/dtheta = 0.9999996 with the plain PID), and a controller that
-        # holds a vector field with traced parameters cannot pass its custom_vjp.
-        return pid
-    if type(solver) not in _STABILITY_LIMITS:  # a tableau is a class attribute of its solver
-        _STABILITY_LIMITS[type(solver)] = _real_stability_limit(solver.tableau)
-    bound = 0.8 * _STABILITY_LIMITS[type(solver)]
-    return _StabilityCap(pid, vector_field, bound, _shape_of(y0))
 
 
 # --- solve ---------------------------------------------------------------------------
@@ -457,13 +289,6 @@ def solve(
     return sol
 
 
-def _raise_if_failed(sol, what, stop) -> None:
-    report = _report(sol, what, None, stop)
-    if report is not None:
-        message, index, reached, reason, n_steps = report
-        raise SolveFailed(message, index=index, t_reached=reached, result=reason, num_steps=n_steps)
-
-
 def _stop_time(run, max_steps) -> tuple[float, int] | None:
     """Re-run a failed solve saving every step: where it stopped and after how many steps.
 
@@ -476,23 +301,6 @@ def _stop_time(run, max_steps) -> tuple[float, int] | None:
     ts = np.asarray(sol.ts)
     finite = np.nonzero(np.isfinite(ts))[0]
     return (float(ts[finite[-1]]) if finite.size else None), int(sol.stats["num_steps"])
-
-
-_TRACED_NOTE = (
-    "(solve ran under jax.jit, jax.vmap or jax.grad, where it cannot say which sample failed "
-    "or when: call solve(..., throw=False) and then sciml.ude.check_solution(sol) outside "
-    "jit for the batch index and the time reached, or set EQX_ON_ERROR=breakpoint.)"
-)
-
-
-def _error_if_failed(sol: dfx.Solution) -> dfx.Solution:
-    """Runtime error on a failed traced solve, one message per diffrax result code."""
-    messages = [
-        f"solve failed: {reason.rstrip('.')}. {_hint(code, None)} {_TRACED_NOTE}"
-        for code, reason in enumerate(dfx.RESULTS._index_to_message)  # equinox enum internals
-    ]
-    failed = ~((sol.result == dfx.RESULTS.successful) | (sol.result == dfx.RESULTS.event_occurred))
-    return eqx.branched_error_if(sol, failed, sol.result._value, messages)
 
 
 class _JointField(eqx.Module):
@@ -582,133 +390,3 @@ def solve_batch(
     return sol
 
 
-# --- failure reports -----------------------------------------------------------------
-
-
-def _hint(code: int, max_steps) -> str:
-    """What to change for a failure with diffrax result `code`."""
-    r = dfx.RESULTS
-    budget = "" if max_steps is None else f" (now {max_steps})"
-    hints = [  # (result, hint) pairs: equinox enumeration items are not hashable
-        (
-            r.max_steps_reached,
-            f"Try a larger max_steps{budget}, a stiff solver (diffrax.Kvaerno5) if the system "
-            "is stiff, looser tolerances, or check for a blow-up of the vector field (a smaller "
-            "learning rate or gradient clipping if it happens during training).",
-        ),
-        (
-            r.dt_min_reached,
-            "The step size fell to the controller's dtmin: the solution may blow up or the "
-            "vector field jump there; lower dtmin, give known jumps to "
-            "diffrax.ClipStepSizeController(jump_ts=...), or use a stiff solver.",
-        ),
-        (
-            r.nonfinite,
-            "The vector field returned NaN or inf: check it at the time reached (division by "
-            "zero, log or sqrt of a negative, overflow); during training, a smaller learning "
-            "rate or gradient clipping.",
-        ),
-        (
-            r.nonlinear_max_steps_reached,
-            "The implicit solver's nonlinear iteration did not converge: tighten rtol/atol or "
-            "give a smaller dt0 (shorter steps help Newton), or check the vector field's "
-            "Jacobian.",
-        ),
-        (
-            r.nonlinear_divergence,
-            "The implicit solver's nonlinear iteration diverged: tighten rtol/atol or give a "
-            "smaller dt0, or check the vector field's Jacobian for NaN or inf.",
-        ),
-        (r.max_steps_rejected, "Raise store_rejected_steps of diffrax.ClipStepSizeController."),
-        (r.internal_error, "This is a diffrax bug: report it with a small example."),
-    ]
-    for result, hint in hints:
-        if code == result._value:
-            return hint
-    return (
-        "A linear or nonlinear solve inside the solver failed: check the vector field and "
-        "its Jacobian for NaN, inf or singularity at the time reached, or try another solver."
-    )
-
-
-def _report(sol, what, describe, stop):
-    """`failure_report`, plus `stop(index) -> (t, num_steps) | None` for where it stopped."""
-    result = np.asarray(sol.result._value)
-    ok = (result == dfx.RESULTS.successful._value) | (result == dfx.RESULTS.event_occurred._value)
-    if ok.all():
-        return None
-    index = None
-    if result.ndim:
-        index = tuple(int(i) for i in np.argwhere(~ok)[0])
-        index = index[0] if len(index) == 1 else index
-    ts = None if sol.ts is None else np.asarray(sol.ts)
-    leaves = jax.tree.leaves(sol.ys)
-    reached = None
-    if ts is not None and ts.ndim > result.ndim and leaves:
-        ys = np.asarray(leaves[0])
-        finite = np.isfinite(ys).reshape(*ys.shape[: ts.ndim], -1).all(-1)
-        t_sel = ts[index] if index is not None else ts
-        f_sel = finite[index] if index is not None else finite
-        good = np.nonzero(f_sel)[0]
-        reached = float(t_sel[good[-1]]) if good.size else None
-    code = int(result[index]) if index is not None else int(result)
-    table = getattr(dfx.RESULTS, "_index_to_message", None)  # equinox enum internals
-    reason = table[code] if table is not None else f"diffrax result code {code}"
-    if index is None:
-        where = ""
-    elif describe is not None:
-        where = f" for {describe(index)}"
-    else:
-        where = f" for batch element {index}"
-    at = (
-        "; no save time was reached"
-        if reached is None
-        else f"; last saved time reached: {reached:g}"
-    )
-    stopped = None if stop is None else stop(index)
-    n_steps = None
-    if stopped is not None and stopped[0] is not None:
-        saved, (reached, n_steps) = at, stopped
-        steps = "" if n_steps is None else f" after {n_steps} steps"
-        at = f"; the integration stopped at t = {reached:g}{steps}"
-        at = at if saved.endswith(f" {reached:g}") else f"{at}{saved}"
-    max_steps = sol.stats.get("max_steps") if isinstance(sol.stats, dict) else None
-    if max_steps is not None:
-        max_steps = int(np.asarray(max_steps).ravel()[0])
-    count = "" if index is None else f" ({int((~ok).sum())} of {ok.size} failed)"
-    message = f"{what} failed{where}{count}: {reason.rstrip('.')}{at}. {_hint(code, max_steps)}"
-    return message, index, reached, str(reason), n_steps
-
-
-def failure_report(
-    sol: dfx.Solution,
-    *,
-    what: str = "solve",
-    describe: Callable[[Any], str] | None = None,
-) -> tuple[str, Any, float | None, str] | None:
-    """Describe the first failed solve in `sol` (possibly vmapped), or return `None`.
-
-    Returns `(message, index, t_reached, diffrax_message)`. The message names
-    the batch element (through `describe(index)` when given, e.g. "training
-    window 3 starting at t = 1.2"), how many failed, diffrax's reason, the
-    last saved time reached and what to change for that reason. A solve
-    stopped by an event (`result` `event_occurred`) is not a failure. Call
-    outside jit on a solution computed with `throw=False`.
-    """
-    report = _report(sol, what, describe, None)
-    return None if report is None else report[:4]
-
-
-def check_solution(
-    sol: dfx.Solution, *, what: str = "solve", describe: Callable[[Any], str] | None = None
-) -> None:
-    """Raise `SolveFailed` if `sol` (possibly vmapped) holds a failed solve.
-
-    The message names the batch index (or `describe(index)`), the time
-    reached and what to change. Call it outside jit on a solution computed
-    with `throw=False`.
-    """
-    report = failure_report(sol, what=what, describe=describe)
-    if report is not None:
-        message, index, reached, reason = report
-        raise SolveFailed(message, index=index, t_reached=reached, result=reason)

@@ -25,7 +25,7 @@ from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.parallel import shard_batch
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import Section
-from sciml.ude._lotka_volterra import (
+from sciml.ude._noise import (
     FiniteFloat,
     NoiseLevel,
     NoiseModel,

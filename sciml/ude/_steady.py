@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from sciml.ude._solve import SolveFailed, _check_tolerance, _concrete, _stop, solve
+from sciml.ude._failures import SolveFailed
+from sciml.ude._solve import _check_tolerance, _concrete, solve
+from sciml.ude._stability import _stop
 
 __all__ = ["steady_state"]
 

@@ -28,7 +28,7 @@ from sciml.ude import (
     lorenz_coefficients,
     ou_mle,
 )
-from sciml.ude._lotka_volterra import add_observation_noise
+from sciml.ude._noise import add_observation_noise
 from sciml.ude._spiral import SpiralField
 from sciml.ude.problems import (
     LorenzParams,
