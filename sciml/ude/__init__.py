@@ -7,7 +7,12 @@ Library surface (usable without the trainer):
   state), gradients that stay honest at equilibria, and failures that say where and why.
 - `steady_state`: the equilibrium an ODE settles to, differentiable by the implicit
   function theorem.
-- `NeuralODE`, `UDE`: vector fields with learned parts.
+- `NeuralODE`, `UDE`: vector fields with learned parts; `Ensemble`: several models of
+  one structure stacked and trained side by side as one model.
+- `discover_missing_terms`: a UDE's (or an ensemble's) network turned into library
+  terms, refitted to the data and chosen by BIC and by majority over the members.
+- `add_observation_noise`: the problems' noise models (absolute, relative to each
+  state's mean or spread, multiplicative; one level or one per state).
 - `levenberg_marquardt`, `gauss_newton`, `scaled_residuals`: parameter
   estimation for mechanistic models (optimistix, forward-mode Jacobians).
 - `PolynomialLibrary`, `FunctionLibrary`, `ConcatLibrary`, `stlsq`,
@@ -39,6 +44,7 @@ from sciml.ude._lorenz import lorenz_coefficients as lorenz_coefficients
 from sciml.ude._lorenz import lorenz_dynamics as lorenz_dynamics
 from sciml.ude._lotka_volterra import LotkaVolterraUDE as LotkaVolterraUDE
 from sciml.ude._lotka_volterra import lotka_volterra as lotka_volterra
+from sciml.ude._noise import add_observation_noise as add_observation_noise
 from sciml.ude._ou import NeuralSDEOU as NeuralSDEOU
 from sciml.ude._ou import ou_exact_paths as ou_exact_paths
 from sciml.ude._ou import ou_mle as ou_mle
@@ -64,6 +70,7 @@ from sciml.ude._solve import solve as solve
 from sciml.ude._solve import solve_batch as solve_batch
 from sciml.ude._spiral import CubicMLPField as CubicMLPField
 from sciml.ude._spiral import NeuralODESpiral as NeuralODESpiral
+from sciml.ude._spiral import batch_mode_for as batch_mode_for
 from sciml.ude._spiral import spiral_dynamics as spiral_dynamics
 from sciml.ude._steady import steady_state as steady_state
 from sciml.ude._windows import horizon_curriculum as horizon_curriculum
