@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -58,8 +57,8 @@ from pydantic import Field, field_validator, model_validator
 from sciml.nn import ACTIVATIONS, MLP, activation_by_name
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import PositiveFloat, Section
+from sciml.ude._discovery import _MAX_STEPS, _solution, _solve_ts, discover_missing_terms
 from sciml.ude._discovery import SELECTIONS as _SELECTIONS
-from sciml.ude._discovery import discover_missing_terms
 from sciml.ude._ensemble import Ensemble
 from sciml.ude._fields import UDE
 from sciml.ude._library import PolynomialLibrary
@@ -70,7 +69,7 @@ from sciml.ude._noise import (
     state_tuple,
 )
 from sciml.ude._sindy import format_equations
-from sciml.ude._solve import failure_report, solve
+from sciml.ude._solve import failure_report
 
 __all__ = [
     "LotkaVolterraUDE",
@@ -127,22 +126,6 @@ class _KnownLV:
         return _known(t, u, (self.alpha, self.delta))
 
 
-_MAX_STEPS = 10_000
-
-
-def _solve_ts(field, u0, ts, rtol, atol, **kw):
-    return _solution(field, u0, ts, rtol, atol, **kw).ys
-
-
-def _solution(field, u0, ts, rtol, atol, **kw):
-    return solve(
-        field,
-        u0,
-        ts,
-        stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-        max_steps=_MAX_STEPS,
-        **kw,
-    )
 
 
 class LotkaVolterraParams(Section):

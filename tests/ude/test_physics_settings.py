@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO
+from helpers import REPO, rk4
 from sciml.cli_config import load_yaml
 from sciml.problems import get_problem_spec
 from sciml.schema import ConfigError, validate_section
@@ -42,20 +42,6 @@ from sciml.ude.problems import (
 LV_SETTINGS = dict(prey_growth=1.0, predation=0.6, conversion=0.5, predator_death=1.2, u0=(1.0, 2.0))
 
 
-def rk4(f, y0, ts, substeps=20):
-    """Fixed-step classical RK4 in numpy: an oracle independent of diffrax."""
-    ys = [np.asarray(y0, float)]
-    y = ys[0]
-    for t0, t1 in zip(ts[:-1], ts[1:]):
-        h = (t1 - t0) / substeps
-        for _ in range(substeps):
-            k1 = f(y)
-            k2 = f(y + h / 2 * k1)
-            k3 = f(y + h / 2 * k2)
-            k4 = f(y + h * k3)
-            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        ys.append(y)
-    return np.stack(ys)
 
 
 # ---------------------------------------------------------------- Lotka-Volterra

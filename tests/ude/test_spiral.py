@@ -10,28 +10,12 @@ import numpy as np
 import optax
 import pytest
 
-from helpers import PYTHON, REPO
+from helpers import PYTHON, REPO, rk4
 from sciml.config import TrainConfig
 from sciml.problems import build_problem
 from sciml.schema import ConfigError
 from sciml.trainer import TrainingDiverged, fit
 from sciml.ude import CubicMLPField, spiral_dynamics
-
-
-def rk4(f, y0, ts, substeps=20):
-    """Fixed-step classical RK4 in numpy: an oracle independent of diffrax."""
-    ys = [np.asarray(y0, float)]
-    y = ys[0]
-    for t0, t1 in zip(ts[:-1], ts[1:]):
-        h = (t1 - t0) / substeps
-        for _ in range(substeps):
-            k1 = f(y)
-            k2 = f(y + h / 2 * k1)
-            k3 = f(y + h / 2 * k2)
-            k4 = f(y + h * k3)
-            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        ys.append(y)
-    return np.stack(ys)
 
 
 def test_reference_trajectory_matches_rk4(x64):
