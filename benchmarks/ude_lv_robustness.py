@@ -18,6 +18,7 @@ Output: markdown tables on stdout, JSON in
 
     python benchmarks/ude_lv_robustness.py                       # 3 x 10 x 5 = 150 runs (~1.5 h, 2 workers)
     python benchmarks/ude_lv_robustness.py --noise 0.05 --noise-seeds 4 --init-seeds 2 --ensemble 1
+    python benchmarks/ude_lv_robustness.py --out /tmp/other.json problem.predation=0.6 problem.u0=[1,2]
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ COEF_TOL = 0.10
 TARGETS = {0.01: 0.95, 0.02: 0.95, 0.05: 0.85}
 
 
-def run_one(noise: float, noise_seed: int, init_seed: int, ensemble: int | None) -> dict:
+def run_one(noise: float, noise_seed: int, init_seed: int, ensemble: int | None,
+            extra: tuple[str, ...] = ()) -> dict:
     """Train and evaluate one run; executes in a worker process."""
     import jax
 
@@ -53,6 +55,7 @@ def run_one(noise: float, noise_seed: int, init_seed: int, ensemble: int | None)
                  f"train.seed={init_seed}", "train.progress=false"]
     if ensemble is not None:
         overrides.append(f"problem.ensemble={ensemble}")
+    overrides += list(extra)
     cfg = load_config(CONFIG, overrides)
     problem = get_problem_spec(cfg.problem_name).build(cfg.problem, cfg.model)
     t0 = time.perf_counter()
@@ -72,13 +75,13 @@ def run_one(noise: float, noise_seed: int, init_seed: int, ensemble: int | None)
     }
 
 
-def main(noises, n_noise, n_init, ensemble, workers, out: Path) -> dict:
+def main(noises, n_noise, n_init, ensemble, workers, out: Path, extra=()) -> dict:
     jobs = [(n, s, i) for n in noises for s in range(n_noise) for i in range(n_init)]
     rows = []
     t_start = time.perf_counter()
     # spawn: each worker starts its own JAX runtime (x64 set before any array exists)
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, n, s, i, ensemble) for n, s, i in jobs]
+        futures = [pool.submit(run_one, n, s, i, ensemble, tuple(extra)) for n, s, i in jobs]
         for fut in cf.as_completed(futures):
             r = fut.result()
             rows.append(r)
@@ -116,6 +119,7 @@ def main(noises, n_noise, n_init, ensemble, workers, out: Path) -> dict:
         for m in summary[str(n)]["misses"]:
             print(f"- noise {n:g}, {m}")
     result = {"benchmark": "ude_lv_robustness", "config": str(CONFIG.relative_to(ROOT)),
+              "overrides": list(extra),
               "coef_tol": COEF_TOL, "summary": summary, "runs": rows,
               "total_wall_s": time.perf_counter() - t_start, "workers": workers,
               **sciml_version(), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -131,6 +135,8 @@ if __name__ == "__main__":
     ap.add_argument("--ensemble", type=int, default=None, help="override problem.ensemble")
     ap.add_argument("--workers", type=int, default=2, help="parallel training processes")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="config overrides for every run, e.g. problem.predation=0.6")
     a = ap.parse_args()
-    main(a.noise, a.noise_seeds, a.init_seeds, a.ensemble, a.workers, a.out or RESULTS)
+    main(a.noise, a.noise_seeds, a.init_seeds, a.ensemble, a.workers, a.out or RESULTS, a.overrides)
     sys.exit(0)
