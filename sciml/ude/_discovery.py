@@ -25,7 +25,6 @@ __all__ = ["discover_missing_terms"]
 
 _MAX_STEPS = 10_000
 SELECTIONS = ("bic", "tol")
-_SELECTIONS = SELECTIONS
 
 
 def _solve_ts(field, u0, ts, rtol, atol, **kw):
@@ -166,10 +165,10 @@ def discover_missing_terms(
         by BIC), and `candidates` (list of (n_active, sse, support) of every
         refitted support, sparsest first).
     """
-    if selection not in _SELECTIONS:
+    if selection not in SELECTIONS:
         raise ValueError(
             f"discover_missing_terms: selection must be one of "
-            f"{', '.join(map(repr, _SELECTIONS))}, got {selection!r}"
+            f"{', '.join(map(repr, SELECTIONS))}, got {selection!r}"
         )
     members = list(ude) if isinstance(ude, (list, tuple)) else [ude]
     if not members:
