@@ -132,6 +132,22 @@ def _problem_sections(data: dict, messages: list[str]):
     return name, problem, model
 
 
+def _train_with_dtype(data: dict, name: str | None):
+    """The raw `train` section, with `dtype` from the problem's default when not given.
+
+    A problem that needs double precision (the PINNs) registers
+    `dtype="float64"`; the resolved config then records it, so the run
+    switches JAX to float64 for itself (never at import).
+    """
+    raw = data.get("train")
+    if name is None or (raw is not None and not isinstance(raw, dict)):
+        return raw
+    raw = dict(raw or {})
+    if "dtype" not in raw:
+        raw["dtype"] = get_problem_spec(name).dtype
+    return raw
+
+
 def _longer_than_the_run(optimizer: Section, train: TrainConfig) -> list[str]:
     """Intervals that cannot complete within `train.steps` (checks across sections)."""
     out = []
@@ -192,7 +208,7 @@ def validate_config(data: Any) -> Config:
     optimizer = _collect(
         messages, validate_optimizer, data.get("optimizer") or {"name": "adam"}, "optimizer"
     )
-    train = _collect(messages, validate_section, TrainConfig, data.get("train"), "train")
+    train = _collect(messages, validate_section, TrainConfig, _train_with_dtype(data, name), "train")
     output = _collect(messages, validate_section, OutputConfig, data.get("output"), "output")
     if train is not None and optimizer is not None:
         messages += _longer_than_the_run(optimizer, train)

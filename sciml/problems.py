@@ -73,6 +73,8 @@ class AbstractProblem(eqx.Module):
     """
 
     metric_names: ClassVar[tuple[str, ...]] = ()
+    default_dtype: ClassVar[str] = "float32"
+    """Precision of a config that does not set `train.dtype` (PINNs: `"float64"`)."""
 
     @abc.abstractmethod
     def init(self, key) -> tuple[Any, Any]:
@@ -182,6 +184,9 @@ class ProblemSpec:
         params: the `Section` class of a config's `problem` section (without `name`).
         model: the `Section` class of the `model` section.
         build: `build(params, model) -> AbstractProblem` from validated sections.
+        dtype: the precision a config gets when its `train.dtype` is not set
+            (`"float32"`, or `"float64"` for problems that need it, such as
+            PINNs; the class variable `default_dtype` of a problem class).
     """
 
     name: str
@@ -189,6 +194,7 @@ class ProblemSpec:
     params: type
     model: type
     build: Callable[[Any, Any], AbstractProblem]
+    dtype: str = "float32"
 
 
 _PROBLEMS: Registry[ProblemSpec] = Registry("problem")
@@ -202,6 +208,7 @@ def register_problem(
     params: type | None = None,
     model: type | None = None,
     build: Callable[[Any, Any], AbstractProblem] | None = None,
+    dtype: str | None = None,
 ) -> None:
     """Add a named problem to the registry.
 
@@ -213,6 +220,11 @@ def register_problem(
 
     or, for a problem assembled by a function, the sections and the builder:
     `register_problem(name, description=..., params=P, model=M, build=f)`.
+
+    `dtype` (`"float32"` or `"float64"`) is the precision of a config that
+    does not set `train.dtype`; by default the class variable `default_dtype`
+    of the problem class, else `"float32"`. It is applied per run by the
+    config layer, never at import.
 
     Raises `ValueError` if `name` is already registered or the arguments mix
     the two forms.
@@ -229,9 +241,15 @@ def register_problem(
         params = problem.Settings
         model = getattr(problem, "ModelSettings", EmptyModel)
         build = problem
+        dtype = dtype or getattr(problem, "default_dtype", None)
     elif params is None or build is None:
         raise ValueError(f"register_problem({name!r}): needs a problem class, or params and build")
-    _PROBLEMS.add(name, ProblemSpec(name, description, params, model or EmptyModel, build))
+    dtype = dtype or "float32"
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"register_problem({name!r}): dtype must be float32 or float64, got {dtype!r}")
+    _PROBLEMS.add(
+        name, ProblemSpec(name, description, params, model or EmptyModel, build, dtype)
+    )
 
 
 def list_problems() -> dict[str, str]:

@@ -13,6 +13,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
+_PINN_NET = {"width": 6, "depth": 1}
+
 # name -> (problem parameters, model parameters) for a small, fast instance
 PROBLEMS: dict[str, tuple[dict, dict]] = {
     "neural_ode_spiral": (
@@ -25,6 +27,43 @@ PROBLEMS: dict[str, tuple[dict, dict]] = {
     "neural_sde_ou": (
         {"n_paths": 8, "n_steps": 20, "batch_paths": 4},
         {"width": 8},
+    ),
+    # PINNs: a few points, a small network, and each one's optional machinery
+    # switched on somewhere (resampling, adaptive weights, causal chunks, hard
+    # constraints, Taylor mode, a randomised Laplacian)
+    "pinn_poisson2d": ({"n_interior": 16, "n_boundary": 8, "eval_grid": 6}, _PINN_NET),
+    "pinn_heat1d": (
+        {"n_interior": 16, "n_boundary": 4, "n_initial": 4, "eval_grid": 6,
+         "causal": {"chunks": 4, "epsilon": 1.0}},
+        _PINN_NET,
+    ),
+    "pinn_burgers": (
+        {"n_interior": 16, "n_boundary": 4, "n_initial": 4, "eval_nx": 6, "eval_nt": 4,
+         "resample": {"method": "rad", "every": 2, "n_candidates": 32}},
+        _PINN_NET,
+    ),
+    "pinn_burgers_inverse": (
+        {"n_interior": 16, "n_boundary": 4, "n_initial": 4, "n_data": 8, "eval_nx": 6,
+         "eval_nt": 4, "weighting": {"method": "ntk", "every": 2}},
+        _PINN_NET,
+    ),
+    "pinn_allen_cahn": (
+        {"n_interior": 16, "n_initial": 4, "eval_nx": 8, "eval_nt": 4,
+         "weighting": {"method": "grad_norm", "every": 2}},
+        _PINN_NET,
+    ),
+    "pinn_convection": (
+        {"n_interior": 16, "n_initial": 4, "eval_nx": 8, "eval_nt": 4, "hard_initial": True,
+         "resample": {"method": "rar", "every": 2, "n_candidates": 32}},
+        _PINN_NET,
+    ),
+    "pinn_kdv": (
+        {"n_interior": 16, "n_initial": 4, "eval_nx": 8, "eval_nt": 4, "engine": "taylor"},
+        _PINN_NET,
+    ),
+    "pinn_poisson_nd": (
+        {"dim": 3, "n_interior": 16, "n_boundary": 8, "n_eval": 20, "engine": "forward_laplacian"},
+        _PINN_NET,
     ),
 }
 
