@@ -142,7 +142,8 @@ class AbstractPINN(AbstractProblem):
         causal = jnp.ones((self._causal_chunks,), dtype)
         state = PINNState(points, weights, jnp.zeros((), jnp.int32), causal)
         if self._causal_chunks:
-            state = eqx.tree_at(lambda s: s.causal, state, self._causal_weights(model, points))
+            causal = eqx.filter_jit(type(self)._causal_weights)(self, model, points)
+            state = eqx.tree_at(lambda s: s.causal, state, causal)
         return model, state
 
     def residual_vectors(self, model, points: dict[str, Array], key=None) -> dict[str, Array]:
@@ -269,7 +270,7 @@ class AbstractPINN(AbstractProblem):
         pred = _predict(self, model, points)
         values = jnp.asarray(values, pred.dtype)
         rel = jnp.linalg.norm(pred - values) / jnp.linalg.norm(values)
-        res = self.residual_vectors(model, state.points)
+        res = _residuals(self, model, state.points)
         out: dict[str, Any] = {"rel_l2": float(rel)}
         out["max_abs_error"] = float(jnp.max(jnp.abs(pred - values)))
         for k, r in res.items():
@@ -320,6 +321,11 @@ def _row_sq(r: Array) -> Array:
 
 def _sorted_by_time(points: Array) -> Array:
     return points[jnp.argsort(points[:, -1])]
+
+
+@eqx.filter_jit
+def _residuals(problem, model, points):
+    return problem.residual_vectors(model, points)
 
 
 @eqx.filter_jit

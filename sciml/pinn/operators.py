@@ -156,7 +156,7 @@ def _jvp2(f: Field, x: jax.Array, v: jax.Array) -> jax.Array:
 
 def _hvp_dot(f: Field, x: jax.Array, v: jax.Array) -> jax.Array:
     """vᵀ H v from the jvp of the reverse-mode gradient (Jacobian for vector f)."""
-    hv = jax.jvp(jax.jacrev(f), (x,), (v,))[1]  # out + (d,)
+    hv = jax.jvp(_reverse_jacobian(f), (x,), (v,))[1]  # out + (d,)
     return hv @ v
 
 
@@ -194,7 +194,7 @@ def gradient(f: Field, x, *, engine: str = "reverse") -> jax.Array:
     _check_engine("gradient", engine, EXACT_ENGINES)
     _out_shape("gradient", f, x)
     if engine in ("reverse", "forward_over_reverse"):
-        return jax.jacrev(f)(x)
+        return _reverse_jacobian(f)(x)
     if engine == "forward":
         return jax.jacfwd(f)(x)
     if engine == "taylor":
@@ -224,9 +224,9 @@ def hessian(f: Field, x, *, engine: str = "reverse") -> jax.Array:
     _check_engine("hessian", engine, _NESTED)
     _out_shape("hessian", f, x)
     if engine == "reverse":
-        return jax.jacrev(jax.jacrev(f))(x)
+        return jax.jacrev(_reverse_jacobian(f))(x)
     if engine == "forward_over_reverse":
-        return jax.jacfwd(jax.jacrev(f))(x)
+        return jax.jacfwd(_reverse_jacobian(f))(x)
     if engine == "forward":
         return jax.jacfwd(jax.jacfwd(f))(x)
     d = x.shape[0]
@@ -312,7 +312,7 @@ def laplacian(
         return _forward_laplacian("laplacian", f, x)[2]
     _out_shape("laplacian", f, x)
     if engine == "reverse":
-        return jnp.trace(jax.jacrev(jax.jacrev(f))(x), axis1=-2, axis2=-1)
+        return jnp.trace(jax.jacrev(_reverse_jacobian(f))(x), axis1=-2, axis2=-1)
     second = {"forward": _jvp2, "forward_over_reverse": _hvp_dot, "taylor": _jet2}
     if engine in second:
         directions, scale = _basis(x), 1.0
@@ -408,8 +408,23 @@ def _jvp_along(h: Field, e: jax.Array) -> Field:
     return lambda y: jax.jvp(h, (y,), (e,))[1]
 
 
+def _reverse_jacobian(h: Field) -> Field:
+    """`jax.grad` for a scalar field, `jax.jacrev` otherwise.
+
+    On a scalar field `jacrev` seeds a batch of one cotangent, which XLA:CPU
+    does not fold away: measured 1.6x slower than `grad` in float32 on a
+    Burgers residual (same in float64)."""
+
+    def jac(y):
+        if jax.eval_shape(h, y).shape == ():
+            return jax.grad(h)(y)
+        return jax.jacrev(h)(y)
+
+    return jac
+
+
 def _jacrev_column(h: Field, a: int) -> Field:
-    return lambda y: jax.jacrev(h)(y)[..., a]
+    return lambda y: _reverse_jacobian(h)(y)[..., a]
 
 
 def _nested_jvp(g: Field, axes: Sequence[int], d: int, dtype) -> Field:
