@@ -37,6 +37,7 @@ PINNs); Hu et al., Neural Networks 2024 (SDGD); Shi et al., NeurIPS 2024 (STDE).
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -462,10 +463,13 @@ def partial(f: Field, x, axes, *, engine: str = "reverse") -> jax.Array:
     jax.eval_shape(f, x)  # fail early on f that cannot take x
     k = len(axes)
     if engine == "forward_laplacian":
+        if k == 2 and axes[0] == axes[1]:
+            e = jnp.zeros(d, x.dtype).at[axes[0]].set(1)
+            return _forward_laplacian("partial", f, x, e)[2]
         if k != 1:
             raise ValueError(
-                f"partial: engine 'forward_laplacian' gives first derivatives only, got order "
-                f"{k} (axes={axes}); use one of {', '.join(_NESTED)}"
+                f"partial: engine 'forward_laplacian' gives first derivatives and pure second "
+                f"derivatives only, got axes={axes}; use one of {', '.join(_NESTED)}"
             )
         return forward_laplacian(f, x)[1][..., axes[0]]
     if engine == "reverse":
@@ -497,6 +501,10 @@ def value_and_derivatives(
 ) -> tuple[jax.Array, dict]:
     """`f(x)` together with several partial derivatives, sharing Taylor passes.
 
+    With `engine="forward_laplacian"`, first derivatives and pure second
+    derivatives come from one weighted forward-Laplacian pass per second-order
+    axis (u, u_x, u_t and u_xx of Burgers in ONE pass); other partials fall
+    back to Taylor mode.
     With `engine="taylor"` all pure derivatives along one axis come from one jet
     of the highest order requested on that axis (e.g. u, u_x, u_xxx of KdV from
     one 3-jet along x, u_t from a 1-jet along t); mixed partials go through
@@ -518,6 +526,8 @@ def value_and_derivatives(
     d = x.shape[0]
     keys = [p if isinstance(p, (int, np.integer)) else tuple(p) for p in partials]
     norm = {p: _normalise_axes("value_and_derivatives", p, d) for p in keys}
+    if engine == "forward_laplacian":
+        return _value_and_derivatives_fl(f, x, norm)
     if engine != "taylor":
         return f(x), {p: partial(f, x, norm[p], engine=engine) for p in keys}
     out, value = {}, None
@@ -535,6 +545,28 @@ def value_and_derivatives(
         else:
             out[p] = _polarised_partial(f, x, a)
     return (f(x) if value is None else value), out
+
+
+def _value_and_derivatives_fl(f: Field, x: jax.Array, norm: dict) -> tuple[jax.Array, dict]:
+    """`value_and_derivatives` by forward-Laplacian passes: one per axis of a pure second
+    derivative (each also gives the value and the gradient), one plain pass otherwise;
+    other partials (mixed, third order) by Taylor mode."""
+    d = x.shape[0]
+    second = sorted({a[0] for a in norm.values() if len(a) == 2 and a[0] == a[1]})
+    passes = {}
+    for axis in second or [None]:
+        w = None if axis is None else jnp.zeros(d, x.dtype).at[axis].set(1)
+        passes[axis] = _forward_laplacian("value_and_derivatives", f, x, w)
+    value, grad, _ = next(iter(passes.values()))
+    out = {}
+    for p, a in norm.items():
+        if len(a) == 1:
+            out[p] = grad[..., a[0]]
+        elif len(a) == 2 and a[0] == a[1]:
+            out[p] = passes[a[0]][2]
+        else:
+            out[p] = partial(f, x, a, engine="taylor")
+    return value, out
 
 
 # ---------------------------------------------------------------------------
@@ -609,8 +641,17 @@ def _bind_with(eqn, invals, dep_idx):
     return fn
 
 
+# Coefficients c_i of the second-order channel Σ_i c_i ∂²_i h (None: all ones, the
+# Laplacian). Set by `_forward_laplacian` for the duration of one trace-time
+# interpretation, so the rules need not thread it through every call.
+_SECOND_ORDER_WEIGHTS: contextvars.ContextVar = contextvars.ContextVar(
+    "_SECOND_ORDER_WEIGHTS", default=None
+)
+
+
 def _sum_d(a):
-    return jnp.sum(a, axis=-1)
+    weights = _SECOND_ORDER_WEIGHTS.get()
+    return jnp.sum(a if weights is None else a * weights, axis=-1)
 
 
 def _fl_linear(eqn, invals, dep_idx):
@@ -743,8 +784,13 @@ def _fl_eval(jaxpr: Jaxpr, consts, args) -> list:
     return [read(v) for v in jaxpr.outvars]
 
 
-def forward_laplacian(f: Field, x) -> tuple[jax.Array, jax.Array, jax.Array]:
+def forward_laplacian(f: Field, x, *, weights=None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Value, gradient and Laplacian of `f` at one point in one forward pass (Li et al. 2024).
+
+    With `weights` `w` (shape `(d,)`) the third output is the weighted
+    Laplacian `Σ_i w_i ∂²f/∂x_i²` instead; e.g. `w = e_0` gives `f_xx` of a
+    space-time field together with its full gradient `(f_x, f_t)`, which is
+    everything Burgers' or the heat equation's residual needs, in one pass.
 
     `f` is traced to a jaxpr and interpreted with every x-dependent quantity
     `h` carried as `(h, ∇h, Δh)`, starting from `(x, I_d, 0)`:
@@ -776,10 +822,18 @@ def forward_laplacian(f: Field, x) -> tuple[jax.Array, jax.Array, jax.Array]:
         NotImplementedError: a primitive without a rule (loops, cond, sort,
             reduce_max, ...), naming it; use engine `"taylor"` or `"reverse"`.
     """
-    return _forward_laplacian("forward_laplacian", f, _check_point("forward_laplacian", x))
+    x = _check_point("forward_laplacian", x)
+    if weights is not None:
+        weights = jnp.asarray(weights, x.dtype)
+        if weights.shape != x.shape:
+            raise ValueError(
+                f"forward_laplacian: weights must have the point's shape {x.shape}, "
+                f"got {weights.shape}"
+            )
+    return _forward_laplacian("forward_laplacian", f, x, weights)
 
 
-def _forward_laplacian(op: str, f: Field, x: jax.Array):
+def _forward_laplacian(op: str, f: Field, x: jax.Array, weights=None):
     closed, out = jax.make_jaxpr(f, return_shape=True)(x)
     if not isinstance(out, jax.ShapeDtypeStruct) or out.ndim > 1:
         got = (
@@ -793,7 +847,11 @@ def _forward_laplacian(op: str, f: Field, x: jax.Array):
     shape = out.shape
     d = x.shape[0]
     start = _Triple(x, _basis(x), jnp.zeros_like(x))
-    (out,) = _fl_eval(closed.jaxpr, closed.consts, [start])
+    token = _SECOND_ORDER_WEIGHTS.set(weights)
+    try:
+        (out,) = _fl_eval(closed.jaxpr, closed.consts, [start])
+    finally:
+        _SECOND_ORDER_WEIGHTS.reset(token)
     if not isinstance(out, _Triple):  # f does not depend on x
         out = jnp.asarray(out)
         return out, jnp.zeros(shape + (d,), out.dtype), jnp.zeros(shape, out.dtype)
