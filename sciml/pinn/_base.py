@@ -130,7 +130,7 @@ class AbstractPINN(AbstractProblem):
                     f"number of PDE points ({n})"
                 )
             points[PDE] = _sorted_by_time(points[PDE])
-        fixed = dict(getattr(self.settings, "weights", None) or {})
+        fixed = dict(self._setting("weights") or {})
         unknown = sorted(set(fixed) - set(points))
         if unknown:
             raise ValueError(
@@ -166,11 +166,15 @@ class AbstractPINN(AbstractProblem):
         """`w_k = exp(−ε Σ_{j<k} L_j)` from the chunk losses of the current model."""
         r = jax.vmap(self.terms(model)[PDE])(points[PDE])
         chunk_losses = _row_sq(r).reshape(self._causal_chunks, -1).mean(axis=1)
-        return weighting.causal_weights(chunk_losses, self.settings.causal.epsilon)
+        return weighting.causal_weights(chunk_losses, self._setting("causal").epsilon)
+
+    def _setting(self, name: str):
+        """`self.settings.<name>`, or `None` for a problem without that setting (or settings)."""
+        return getattr(getattr(self, "settings", None), name, None)
 
     @property
     def _causal_chunks(self) -> int:
-        causal = getattr(self.settings, "causal", None)
+        causal = self._setting("causal")
         return causal.chunks if causal is not None and self.time_dependent else 0
 
     def advance(self, model, state: PINNState, key):
@@ -180,7 +184,7 @@ class AbstractPINN(AbstractProblem):
         All are off by default, and then the state only counts the step.
         """
         step = state.step + 1
-        resample = getattr(self.settings, "resample", None)
+        resample = self._setting("resample")
         if resample is not None and resample.method != "none":
             due = _due(step, resample.every, resample.until)
             points = jax.lax.cond(
@@ -189,7 +193,7 @@ class AbstractPINN(AbstractProblem):
                 lambda: state.points,
             )
             state = eqx.tree_at(lambda s: s.points, state, points)
-        weighting = getattr(self.settings, "weighting", None)
+        weighting = self._setting("weighting")
         if weighting is not None and weighting.method != "fixed":
             due = _due(step, weighting.every, weighting.until) | (state.step == 0)
             weights = jax.lax.cond(

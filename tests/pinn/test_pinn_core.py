@@ -229,3 +229,14 @@ def test_randomised_laplacian_is_consistent_within_a_step():
     assert float(loss) == pytest.approx(0.5 * float(jnp.sum(r**2)), rel=1e-12)
     other = problem.loss(model, state, jax.random.PRNGKey(6))[0]
     assert float(other) != float(loss)  # a new step draws new probes
+
+
+def test_the_custom_pde_example_in_the_docs_runs_and_converges():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pinn.md").read_text()
+    block = re.search(r"<!-- test: custom-pde -->\n```python\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block.replace("print(", "_ = ("), "docs/pinn.md", "exec"), namespace)
+    assert namespace["result"].final_eval["rel_l2"] < 1e-3
