@@ -6,12 +6,20 @@ deviation `noise · std(u)`. The model is the network and `log ν` (trained
 in log space, which keeps ν > 0 and puts it on the scale of its own
 uncertainty; DeepXDE's users report raw ν that never converges). Terms:
 `pde` (with the trainable ν), `data`, and the initial and wall conditions.
-`evaluate` adds `nu` and `nu_rel_error`.
+`evaluate` adds `nu` and `nu_rel_error`, and, to judge them, what the best
+possible estimator gets from the same data: `nu_oracle` is the
+least-squares fit of the exact solution family (Cole-Hopf with ν as the only
+unknown) to the observations, `nu_oracle_rel_error` its error, and
+`nu_vs_oracle` = |ν/ν_oracle − 1|. With 500 points at 1% noise the
+Cramér-Rao standard deviation of ν is about 0.9%, so even the oracle misses
+a 1% target for about a third of the noise draws; a PINN that has converged
+lands near the oracle, not near the truth.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Annotated, ClassVar
 
 import equinox as eqx
@@ -92,7 +100,15 @@ class BurgersInverse(AbstractPINN):
 
     Settings: ClassVar[type[Section]] = BurgersInverseSettings
     ModelSettings: ClassVar[type[Section]] = PINNNetwork
-    metric_names: ClassVar[tuple[str, ...]] = ("rel_l2", "max_abs_error", "nu", "nu_rel_error")
+    metric_names: ClassVar[tuple[str, ...]] = (
+        "rel_l2",
+        "max_abs_error",
+        "nu",
+        "nu_rel_error",
+        "nu_oracle",
+        "nu_oracle_rel_error",
+        "nu_vs_oracle",
+    )
     time_dependent: ClassVar[bool] = True
 
     ref_points: Float[Array, "m 2"]
@@ -169,4 +185,39 @@ class BurgersInverse(AbstractPINN):
 
     def extra_metrics(self, model):
         nu = float(model.nu)
-        return {"nu": nu, "nu_rel_error": abs(nu / self.settings.nu - 1.0)}
+        oracle = oracle_viscosity(
+            self.settings.nu,
+            self.settings.t_final,
+            tuple(map(tuple, np.asarray(self.data).tolist())),
+        )
+        return {
+            "nu": nu,
+            "nu_rel_error": abs(nu / self.settings.nu - 1.0),
+            "nu_oracle": oracle,
+            "nu_oracle_rel_error": abs(oracle / self.settings.nu - 1.0),
+            "nu_vs_oracle": abs(nu / oracle - 1.0),
+        }
+
+
+@lru_cache(maxsize=8)
+def oracle_viscosity(nu_true: float, t_final: float, rows: tuple) -> float:
+    """The least-squares ν of the exact Cole-Hopf family for data `rows` of (x, t, y).
+
+    The best any estimator that knows the equation can do with these data
+    (up to the noise model); bracketed in log ν within a factor e³ of
+    `nu_true`.
+    """
+    from scipy.optimize import minimize_scalar
+
+    data = np.asarray(rows)
+    x, t, y = data[:, 0], data[:, 1], data[:, 2]
+    del t_final
+
+    def sse(log_nu):
+        return float(np.sum((burgers_cole_hopf(x, t, nu=math.exp(log_nu)) - y) ** 2))
+
+    center = math.log(nu_true)
+    res = minimize_scalar(
+        sse, bounds=(center - 3.0, center + 3.0), method="bounded", options={"xatol": 1e-9}
+    )
+    return float(math.exp(res.x))

@@ -216,6 +216,11 @@ def test_inverse_problem_data_rows_carry_the_observations():
     assert float(model.nu) == pytest.approx(problem.settings.nu_guess)
     out = problem.extra_metrics(model)
     assert out["nu_rel_error"] == pytest.approx(abs(problem.settings.nu_guess / problem.settings.nu - 1))
+    assert out["nu_oracle_rel_error"] < 1e-6  # noise-free data: the exact family fits exactly
+    noisy = pinn.BurgersInverse(
+        n_interior=8, n_boundary=4, n_initial=4, n_data=50, noise=0.05, eval_nx=5, eval_nt=3, **SMALL
+    )
+    assert 1e-6 < noisy.extra_metrics(model)["nu_oracle_rel_error"] < 0.5
 
 
 def test_randomised_laplacian_is_consistent_within_a_step():
