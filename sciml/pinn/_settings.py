@@ -20,7 +20,7 @@ __all__ = [
 Sampler = Literal["uniform", "halton", "sobol", "lhs"]
 """How collocation points are drawn: i.i.d. uniform or a quasi-random/stratified design."""
 
-Engine = Literal["reverse", "forward_over_reverse", "taylor", "forward_laplacian"]
+Engine = Literal["reverse", "forward", "forward_over_reverse", "taylor", "forward_laplacian"]
 """Exact derivative engines selectable from configs (see `sciml.pinn.operators`)."""
 
 
