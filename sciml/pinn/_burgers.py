@@ -1,15 +1,19 @@
 """`pinn_burgers`: u_t + u u_x = ν u_xx on [−1,1] × [0,T], u(x,0) = −sin πx, u(±1,t) = 0.
 
 ν = 0.01/π by default (Raissi et al. 2019's benchmark): a shock forms at
-x = 0 around t ≈ 0.3 and stays there, steepening to a width of ~ν. The
+x = 0 around t ≈ 1/π and stays there, steepening to a width of ~ν. The
 reference is the Cole-Hopf solution by Gauss-Hermite quadrature
-(`sciml.pinn.reference.burgers_cole_hopf`).
+(`sciml.pinn.reference.burgers_cole_hopf`), valid for any ν > 0 and T.
 
-Options that matter for accuracy (see `docs/pinn.md` for the measured recipe):
-residual-based adaptive resampling (`resample: {method: rad}`) puts points
-at the shock; `hard_constraints` builds the initial and wall conditions into
-the model, `u = −sin πx + t (1 − x²) net(x, t)`, so the loss is the PDE
-residual alone.
+Options that matter for accuracy (the measured recipe is
+`configs/pinn_burgers.yaml`, timed over seeds by
+`benchmarks/pinn_burgers_recipe.py`): residual-based adaptive resampling
+(`resample: {method: rad}`) puts points at the shock; `hard_constraints`
+builds the initial and wall conditions into the model,
+`u = −sin πx + t (1 − x²) net(x, t)`, so the loss is the PDE residual alone;
+then L-BFGS with a long memory on the last point set. The residual takes
+u, u_x, u_t and u_xx from one `operators.value_and_derivatives` call, so
+every exact engine works (`forward_laplacian`: one weighted pass).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from sciml.schema import PositiveFloat, PositiveInt, Section
 __all__ = ["Burgers", "BurgersSettings", "burgers_u0"]
 
 PI = jnp.pi
+_PARTIALS = ((0,), (1,), (0, 0))  # u_x, u_t, u_xx of a point (x, t)
 
 
 def burgers_u0(x):
@@ -113,7 +118,9 @@ class Burgers(AbstractPINN):
         xx, tt = np.meshgrid(x, t, indexing="ij")
         self.ref_points = jnp.asarray(np.stack([xx.ravel(), tt.ravel()], axis=-1))
         self.ref_values = jnp.asarray(burgers_cole_hopf(xx, tt, nu=s.nu).ravel())
-        self.given_points = _load_points(s.points_file) if s.points_file else None
+        self.given_points = (
+            _load_points(s.points_file, s.t_final, s.hard_constraints) if s.points_file else None
+        )
 
     @property
     def grid_shape(self):
@@ -136,10 +143,9 @@ class Burgers(AbstractPINN):
     def collocation(self, key):
         s = self.settings
         if self.given_points is not None:
-            pts = dict(self.given_points)
             if s.hard_constraints:
-                pts = {"pde": pts["pde"]}
-            return pts
+                return {"pde": self.given_points["pde"]}
+            return dict(self.given_points)
         ikey, bkey, ckey = jax.random.split(key, 3)
         dom = self.domain
         points = {"pde": dom.sample_interior(ikey, s.n_interior, method=s.sampler)}
@@ -159,9 +165,10 @@ class Burgers(AbstractPINN):
         engine, nu = self.settings.engine, self.settings.nu
 
         def pde(x):
-            grad = operators.gradient(u, x, engine=engine)
-            u_xx = operators.partial(u, x, (0, 0), engine=engine)
-            return grad[1] + u(x) * grad[0] - nu * u_xx
+            # one call, so engines that share passes do (taylor: a 2-jet in x and a
+            # 1-jet in t; forward_laplacian: u, u_x, u_t, u_xx in one weighted pass)
+            value, d = operators.value_and_derivatives(u, x, _PARTIALS, engine=engine)
+            return d[(1,)] + value * d[(0,)] - nu * d[(0, 0)]
 
         out = {"pde": pde}
         if not self.settings.hard_constraints:
@@ -180,20 +187,46 @@ def _burgers_particular(x):
     return burgers_u0(x[:1])
 
 
-def _load_points(path: str) -> dict:
-    """The `interior`/`boundary`/`initial` point sets of an `.npz` file, as term rows."""
+def _load_points(path: str, t_final: float, hard_constraints: bool) -> dict:
+    """The point sets of an `.npz` file as term rows `{"pde", "boundary", "initial"}`.
+
+    Needs the array `interior` (rows (x, t) inside [−1, 1] × [0, T]) and, unless
+    `hard_constraints`, `boundary` (rows with x = ±1) and `initial` (rows with t = 0).
+    """
     try:
         data = np.load(path)
-    except OSError as e:
-        raise ValueError(f"points_file: cannot read {path!r}: {e}") from None
-    names = {"interior": "pde", "boundary": "boundary", "initial": "initial"}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"points_file: cannot read {path!r} as an .npz file: {e}") from None
+    names = {"interior": "pde"}
+    if not hard_constraints:
+        names.update(boundary="boundary", initial="initial")
     missing = [k for k in names if k not in data]
     if missing:
-        raise ValueError(f"points_file {path!r} lacks array(s) {missing}; needs {sorted(names)}")
+        raise ValueError(
+            f"points_file {path!r} lacks array(s) {missing}; it has {sorted(data.files)} and "
+            f"needs {sorted(names)}"
+            + ("" if hard_constraints else " (only 'interior' with hard_constraints: true)")
+        )
     out = {}
+    tol = 1e-12
     for k, term in names.items():
         a = np.asarray(data[k], dtype=float)
-        if a.ndim != 2 or a.shape[1] != 2:
-            raise ValueError(f"points_file {path!r}: {k} must have shape (N, 2) rows (x, t), got {a.shape}")
+        if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] == 0:
+            raise ValueError(
+                f"points_file {path!r}: {k} must have shape (N, 2) with N >= 1, rows (x, t); "
+                f"got {a.shape}"
+            )
+        x, t = a[:, 0], a[:, 1]
+        inside = (np.abs(x) <= 1 + tol) & (t >= -tol) & (t <= t_final + tol)
+        if not np.all(inside):
+            bad = a[~inside][0].tolist()
+            raise ValueError(
+                f"points_file {path!r}: {k} has {int(np.sum(~inside))} row(s) outside "
+                f"[-1, 1] x [0, t_final={t_final}], e.g. {bad}"
+            )
+        if k == "boundary" and not np.all(np.abs(np.abs(x) - 1) <= tol):
+            raise ValueError(f"points_file {path!r}: boundary rows must have x = -1 or 1")
+        if k == "initial" and not np.all(np.abs(t) <= tol):
+            raise ValueError(f"points_file {path!r}: initial rows must have t = 0")
         out[term] = jnp.asarray(a)
     return out
