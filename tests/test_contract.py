@@ -1,7 +1,15 @@
-"""The contract every registered problem must meet (see tests/helpers.py)."""
+"""The contract every registered problem must meet (see tests/helpers.py).
+
+This file holds the battery and runs it over the core and UDE problems;
+`test_contract_pinn.py` runs the same tests over the PINN problems, so that
+the two halves can go to different pytest-xdist workers (files are kept
+whole). Each problem is built once per file (`case`, module-scoped) and its
+loss is compiled once and shared by the tests that evaluate it.
+"""
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -13,23 +21,51 @@ import pytest
 
 from helpers import PROBLEMS
 from sciml.checkpoint import load_checkpoint, save_checkpoint
-from sciml.problems import build_problem, has_hook, list_problems
+from sciml.problems import AbstractProblem, build_problem, has_hook, list_problems
 from sciml.trainer import TrainConfig, fit, split_model
+
+PINN = sorted(name for name in PROBLEMS if name.startswith("pinn_"))
+CORE = sorted(name for name in PROBLEMS if name not in PINN)
+
+
+class Case(NamedTuple):
+    """A problem of the catalogue, built once, and its loss under one `eqx.filter_jit`."""
+
+    problem: AbstractProblem
+    loss: object
+
+
+def make_case(name: str) -> Case:
+    params, model = PROBLEMS[name]
+    problem = build_problem(name, params, model)
+    return Case(problem, eqx.filter_jit(problem.loss))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _float64():
+    """The battery runs in float64 (the gradient check needs it), restored after the module."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(scope="module", params=CORE)
+def case(request):
+    return make_case(request.param)
 
 
 def test_catalogue_lists_every_registered_problem():
     assert set(PROBLEMS) == set(list_problems())
+    assert sorted(CORE + PINN) == sorted(PROBLEMS)  # each runs in one of the two battery files
 
 
-@pytest.fixture(params=sorted(PROBLEMS))
-def problem(request, x64):
-    params, model = PROBLEMS[request.param]
-    return build_problem(request.param, params, model)
-
-
-def test_init_and_jitted_loss_is_finite(problem, getkey):
+def test_init_and_jitted_loss_is_finite(case, getkey):
+    problem = case.problem
     model, state = problem.init(getkey())
-    loss, (new_state, metrics) = eqx.filter_jit(problem.loss)(model, state, getkey())
+    loss, (new_state, metrics) = case.loss(model, state, getkey())
     assert loss.shape == () and jnp.isfinite(loss)
     assert isinstance(metrics, dict)
     for name, value in metrics.items():
@@ -37,16 +73,15 @@ def test_init_and_jitted_loss_is_finite(problem, getkey):
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
 
 
-def test_gradient_matches_central_differences(problem, getkey):
-    model, state = problem.init(getkey())
+def test_gradient_matches_central_differences(case, getkey):
+    model, state = case.problem.init(getkey())
     key = getkey()
     params, buffers, static = split_model(model)  # exactly what the trainer differentiates
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     assert flat.dtype == jnp.float64
 
-    @jax.jit
     def f(vec):
-        return problem.loss(eqx.combine(unravel(vec), buffers, static), state, key)[0]
+        return case.loss(eqx.combine(unravel(vec), buffers, static), state, key)[0]
 
     grad = jax.grad(f)(flat)
     eps = 1e-6
@@ -58,7 +93,8 @@ def test_gradient_matches_central_differences(problem, getkey):
         np.testing.assert_allclose(ad, fd, rtol=1e-5, atol=1e-8)
 
 
-def test_evaluate_returns_documented_keys(problem, getkey):
+def test_evaluate_returns_documented_keys(case, getkey):
+    problem = case.problem
     model, state = problem.init(getkey())
     out = problem.evaluate(model, state, getkey())
     assert problem.metric_names, "metric_names must document evaluate's keys"
@@ -68,7 +104,8 @@ def test_evaluate_returns_documented_keys(problem, getkey):
         assert isinstance(value, (float, int, str)), (name, type(value))
 
 
-def test_checkpoint_round_trip(problem, getkey, tmp_path):
+def test_checkpoint_round_trip(case, getkey, tmp_path):
+    problem = case.problem
     model, state = problem.init(getkey())
     tree = (model, state)
     path = save_checkpoint(tmp_path, 7, tree)
@@ -82,7 +119,8 @@ def test_checkpoint_round_trip(problem, getkey, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_short_fit_writes_a_complete_run_directory(problem, tmp_path):
+def test_short_fit_writes_a_complete_run_directory(case, tmp_path):
+    problem = case.problem
     train = TrainConfig(steps=4, log_every=2, checkpoint_every=2, progress=False, compilation_cache=False)
     result = fit(problem, optax.adam(1e-3), train, run_dir=tmp_path)
     assert result.step == 4 and result.traces == 1
@@ -94,13 +132,15 @@ def test_short_fit_writes_a_complete_run_directory(problem, tmp_path):
     assert (tmp_path / "figures" / "loss.png").stat().st_size > 1000
 
 
-def test_diagnose_runs_on_a_healthy_step(problem, getkey):
+def test_diagnose_runs_on_a_healthy_step(case, getkey):
+    problem = case.problem
     model, state = problem.init(getkey())
     out = problem.diagnose(model, state, getkey())
     assert out is None or isinstance(out, str)
 
 
-def test_optional_hooks_keep_their_contract(problem, getkey):
+def test_optional_hooks_keep_their_contract(case, getkey):
+    problem = case.problem
     model, state = problem.init(getkey())
     key = getkey()
     if has_hook(problem, "advance"):
@@ -109,6 +149,6 @@ def test_optional_hooks_keep_their_contract(problem, getkey):
         state = advanced
     if has_hook(problem, "per_sample"):
         out = problem.per_sample(model, state, key)
-        loss = problem.loss(model, state, key)[0]
+        loss = case.loss(model, state, key)[0]
         if "residuals" in out:
             np.testing.assert_allclose(0.5 * jnp.sum(out["residuals"] ** 2), loss, rtol=1e-10)

@@ -259,13 +259,18 @@ def lbfgs_iterates(cfg, steps):
         return 0.5 * x @ a @ x - b @ x
 
     opt = make_optimizer(cfg, 20)
+
+    @jax.jit  # one compiled step, as in the trainer (run eagerly, each step re-traces the line search)
+    def step(x, state):
+        value, grad = jax.value_and_grad(f)(x)
+        u, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
+        return x + u, state
+
     x = jnp.zeros(2)
     state = opt.init(x)
     errors = []
     for _ in range(steps):
-        value, grad = jax.value_and_grad(f)(x)
-        u, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
-        x = x + u
+        x, state = step(x, state)
         errors.append(float(np.max(np.abs(np.asarray(x) - np.array([0.6, -0.8])))))
     return errors
 

@@ -28,7 +28,6 @@ from sciml.config import (
 )
 from sciml.optim import make_optimizer, make_schedule
 from sciml.problems import AbstractProblem, build_problem
-from sciml.train import load_run
 from sciml.trainer import TrainingDiverged, fit, init_train_state, make_loss_and_grad
 
 SPIRAL = REPO / "configs" / "neural_ode_spiral.yaml"
@@ -90,14 +89,15 @@ def test_one_trace_for_a_whole_run_with_uneven_chunks(tmp_path):
 
 
 def test_run_directory_contents(tmp_path):
-    result = fit(small_spiral(), optax.adam(1e-3), quiet(steps=200, log_every=50), run_dir=tmp_path)
+    # adam(1e-2) in 30-step chunks: the program of the chunk and resume tests below
+    result = fit(small_spiral(), optax.adam(1e-2), quiet(steps=120, log_every=30), run_dir=tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     for key in ("final_loss", "mse", "wall_time_s", "compile_time_s", "steps_per_s", "peak_host_memory_mb"):
         assert key in summary, key
     assert summary == json.loads(json.dumps(result.summary))
     assert summary["compile_time_s"] > 0 and summary["steps_per_s"] > 0
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "loss" in r] == [50, 100, 150, 200]
+    assert [r["step"] for r in records if "loss" in r] == [30, 60, 90, 120]
     assert all(np.isfinite(r["loss"]) and "mse" in r for r in records if "loss" in r)
     assert (tmp_path / "figures" / "loss.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "trajectory.png").stat().st_size > 1000
@@ -105,8 +105,8 @@ def test_run_directory_contents(tmp_path):
 
 def test_chunk_length_does_not_change_the_result():
     problem = small_spiral()
-    a = fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=60))
-    b = fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=7))
+    a = fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=30))  # 2 chunks of 30
+    b = fit(problem, optax.adam(1e-2), quiet(steps=60, log_every=7))  # 8 of 7 and one of 4
     for x, y in zip(array_leaves(a.model), array_leaves(b.model)):
         np.testing.assert_array_equal(x, y)
 
@@ -122,8 +122,8 @@ def test_in_process_resume_matches_uninterrupted(tmp_path):
     for x, y in zip(array_leaves(full.model), array_leaves(resumed.model)):
         np.testing.assert_array_equal(x, y)
     # a run killed before its first checkpoint resumes from step 0
-    fresh = fit(problem, optax.adam(1e-2), quiet(steps=5, log_every=5))
-    from_nothing = fit(problem, optax.adam(1e-2), quiet(steps=5, log_every=5), run_dir=tmp_path / "empty", resume=True)
+    fresh = fit(problem, optax.adam(1e-2), quiet(steps=30, log_every=30))
+    from_nothing = fit(problem, optax.adam(1e-2), quiet(steps=30, log_every=30), run_dir=tmp_path / "empty", resume=True)
     for x, y in zip(array_leaves(fresh.model), array_leaves(from_nothing.model)):
         np.testing.assert_array_equal(x, y)
 
@@ -256,24 +256,6 @@ def test_non_finite_loss_is_named_in_the_reason(tmp_path):
     assert info.value.reason == "the loss is nan"
 
 
-def test_cli_diverging_config_exits_nonzero_with_intact_checkpoint(tmp_path):
-    r = subprocess.run(
-        [PYTHON, "-m", "sciml.train", str(REPO / "tests/data/diverging_spiral.yaml"), f"output.dir={tmp_path}/run", "--overwrite"],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-    )
-    assert r.returncode == 3, r.stderr
-    assert "Traceback" not in r.stderr
-    assert "training diverged" in r.stderr and "NaN/Inf at step" in r.stderr
-    bad_step = int(r.stderr.split("at step ")[1].split(":")[0])
-    step, path = latest_checkpoint(tmp_path / "run" / "checkpoints")
-    assert str(path) in r.stderr and 0 < step < bad_step
-    run = load_run(tmp_path / "run")
-    assert run.step == step
-    assert all(np.isfinite(np.asarray(x)).all() for x in array_leaves(run.model))
-    loss, _ = run.problem.loss(run.model, run.state, jax.random.PRNGKey(0))
-    assert np.isfinite(loss)
-
-
 # --- kill and resume (the real thing: SIGKILL mid-run, resume from the CLI) ----------
 
 
@@ -283,7 +265,7 @@ def _train_cli(*args):
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     common = [
-        "train.steps=6000", "train.log_every=100", "train.checkpoint_every=500",
+        "train.steps=4000", "train.log_every=100", "train.checkpoint_every=500",
         "train.keep_checkpoints=null", "train.progress=false",
     ]
     killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
@@ -292,14 +274,14 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         found = latest_checkpoint(killed_dir / "checkpoints")
-        if found and found[0] >= 1000:
+        if found and found[0] >= 500:
             break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = latest_checkpoint(killed_dir / "checkpoints")[0]
-    assert 1000 <= killed_at < 6000
+    assert 500 <= killed_at < 4000
     # A write cut short leaves only a temporary file, which must be ignored.
     (killed_dir / "checkpoints" / f".step_{killed_at + 500:09d}.eqx.x.tmp").write_bytes(b"partial")
 
@@ -313,12 +295,12 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
 
-    a = (killed_dir / "checkpoints" / "step_000006000.eqx").read_bytes()
-    b = (full_dir / "checkpoints" / "step_000006000.eqx").read_bytes()
+    a = (killed_dir / "checkpoints" / "step_000004000.eqx").read_bytes()
+    b = (full_dir / "checkpoints" / "step_000004000.eqx").read_bytes()
     assert a == b  # bitwise: parameters, optimizer state, key and step
     steps = [json.loads(x)["step"] for x in (killed_dir / "metrics.jsonl").read_text().splitlines()]
     logged = [s for s in steps[:-1]]  # the last record is the final evaluation
-    assert logged == list(range(100, 6001, 100))
+    assert logged == list(range(100, 4001, 100))
 
 
 # --- several devices ------------------------------------------------------------------

@@ -213,9 +213,37 @@ def test_points_file_unreadable(tmp_path):
         Burgers(points_file=str(text), eval_nx=5, eval_nt=3)
 
 
+def test_resample_at_redraws_at_those_steps_only():
+    problem = Burgers(
+        hard_constraints=True,
+        n_interior=16,
+        eval_nx=5,
+        eval_nt=3,
+        resample={"method": "rad", "every": 3, "until": 4, "n_candidates": 64},
+        resample_at=(5, 6),
+        model_settings=NET,
+    )
+    model, state = problem.init(jax.random.key(0))
+    advance = eqx.filter_jit(problem.advance)
+    changed = []
+    for step in range(1, 9):
+        new = advance(model, state, jax.random.key(step))
+        assert int(new.step) == step
+        changed.append(not np.array_equal(new.points["pde"], state.points["pde"]))
+        state = new
+    # the cadence redraws at step 3 (every 3, below until=4), resample_at at 5 and 6
+    assert [k for k, c in zip(range(1, 9), changed) if c] == [3, 5, 6]
+
+
+def test_resample_at_needs_a_rule():
+    with pytest.raises(ValueError, match="resample_at=\\[100\\] needs a resampling rule"):
+        Burgers(resample_at=(100,), eval_nx=5, eval_nt=3)
+
+
 def test_shipped_config_builds_the_recipe():
-    # the recipe's pieces fit together: RAD redraws the points up to the last Adam step, and
-    # L-BFGS then sees one fixed objective
+    # the recipe's pieces fit together: every L-BFGS phase starts on the step that redraws
+    # the points (so its curvature pairs all come from one objective), and the last phase
+    # keeps its points
     from pathlib import Path
 
     from sciml.config import load_config
@@ -224,14 +252,17 @@ def test_shipped_config_builds_the_recipe():
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "pinn_burgers.yaml")
     problem = get_problem_spec(cfg.problem_name).build(cfg.problem, cfg.model)
     assert isinstance(problem, Burgers)
-    s = problem.settings
+    s, steps = problem.settings, cfg.train.steps
     assert s.hard_constraints and cfg.train.dtype == "float64"
     np.testing.assert_allclose(s.nu, 0.01 / np.pi, rtol=1e-15)
-    adam_steps = cfg.optimizer.boundaries[0]
-    last_resample = max(
-        k
-        for k in range(s.resample.every, adam_steps + 1, s.resample.every)
-        if s.resample.until is None or k < s.resample.until
-    )
-    assert last_resample == adam_steps
-    assert s.resample.until <= adam_steps + s.resample.every
+    # `advance` counts steps from 1 and redraws at multiples of `every` below `until` and at
+    # `resample_at`; a `sequence` boundary b is the step with index b (0-based), i.e. step b + 1
+    r = s.resample
+    redraws = {k for k in range(1, steps + 1) if k % r.every == 0 and k < r.until}
+    redraws |= set(s.resample_at)
+    starts = [b + 1 for b in cfg.optimizer.boundaries]
+    assert set(starts) <= redraws  # every L-BFGS phase starts on new points ...
+    assert max(redraws) == starts[-1]  # ... and keeps them to its end
+    assert not any(a < k < b for a, b in zip(starts, starts[1:]) for k in redraws)
+    assert [p.name for p in cfg.optimizer.phases] == ["adam"] + ["lbfgs"] * len(starts)
+    assert all(k < starts[0] for k in redraws - set(starts))  # the rest during Adam
