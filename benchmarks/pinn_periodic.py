@@ -51,7 +51,7 @@ PROBLEMS = {
     "allen_cahn": "pinn_allen_cahn",
     "kdv": "pinn_kdv",
 }
-ENGINES = ("reverse", "forward_over_reverse", "taylor")
+ENGINES = ("reverse", "forward_over_reverse", "taylor", "forward_laplacian")
 
 
 def load(name: str, overrides: list[str], seed: int):
@@ -154,7 +154,7 @@ def engine_timing(overrides: list[str], repeats: int) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", nargs="+", choices=sorted(PROBLEMS), default=list(PROBLEMS))
+    parser.add_argument("--problems", nargs="*", choices=sorted(PROBLEMS), default=list(PROBLEMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
         "--set",

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 import sciml.pinn.operators as operators
 from sciml.pinn._base import AbstractPINN
@@ -65,11 +65,20 @@ class BurgersSettings(Section):
         n_interior, n_boundary, n_initial: collocation points (boundary and
             initial points are unused with `hard_constraints`).
         points_file: an `.npz` with arrays `interior`, `boundary`, `initial`
-            (rows (x, t)) to use instead of drawn points (for side-by-side
-            comparisons with other libraries).
+            (rows (x, t); boundary rows at x = ±1, initial rows at t = 0;
+            only `interior` with `hard_constraints`) to use instead of drawn
+            points (for side-by-side comparisons with other libraries).
+            Raises `ValueError` naming the array for a missing array, a wrong
+            shape or rows outside the domain.
         hard_constraints: build u(x,0) and u(±1,t) into the model.
         sampler, engine, weights, weighting, resample, causal: as for every
             PINN.
+        resample_at: further steps (counted from 1, as `resample.every`
+            counts them) at which the PDE points are redrawn by the
+            `resample` rule, on top of its `every`/`until` cadence. The
+            recipe redraws often during Adam (`every`/`until`) and once at
+            the start of each L-BFGS phase (`resample_at`), so that every
+            quasi-Newton phase sees one fixed objective.
         eval_nx, eval_nt: reference grid (x including both walls, t in [0, T]).
     """
 
@@ -86,8 +95,24 @@ class BurgersSettings(Section):
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     causal: CausalSettings = CausalSettings()
+    resample_at: tuple[PositiveInt, ...] = ()
     eval_nx: Annotated[int, Field(ge=3, le=4000)] = 256
     eval_nt: Annotated[int, Field(ge=2, le=4000)] = 101
+
+    @field_validator("resample_at", mode="before")
+    @classmethod
+    def _steps_tuple(cls, value):
+        # YAML gives a list; the frozen section keeps a (hashable) tuple
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _resample_at_needs_a_rule(self):
+        if self.resample_at and self.resample.method == "none":
+            raise ValueError(
+                f"resample_at={list(self.resample_at)} needs a resampling rule: set "
+                "resample.method to rad or rar"
+            )
+        return self
 
 
 class Burgers(AbstractPINN):
@@ -153,6 +178,27 @@ class Burgers(AbstractPINN):
             points["boundary"] = dom.sample_boundary(bkey, s.n_boundary, method=s.sampler)[0]
             points["initial"] = dom.sample_initial(ckey, s.n_initial, method=s.sampler)
         return points
+
+    def advance(self, model, state, key):
+        """The shared hook (resampling on the `resample` cadence, adaptive and causal
+        weights), then a redraw of the PDE points if this step is in `resample_at`."""
+        state = AbstractPINN.advance(self, model, state, key)
+        if not self.settings.resample_at:
+            return state
+        due = jnp.any(state.step == jnp.asarray(self.settings.resample_at, state.step.dtype))
+        points = jax.lax.cond(
+            due,
+            lambda: self._resampled(
+                model, state.points, jax.random.fold_in(key, 2), self.settings.resample
+            ),
+            lambda: state.points,
+        )
+        state = eqx.tree_at(lambda st: st.points, state, points)
+        if self._causal_chunks:  # the causal weights follow the new points at once
+            state = eqx.tree_at(
+                lambda st: st.causal, state, self._causal_weights(model, state.points)
+            )
+        return state
 
     def candidates(self, key, n):
         return self.domain.sample_interior(key, n)

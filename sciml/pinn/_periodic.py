@@ -304,11 +304,10 @@ class AllenCahn(_AbstractPeriodic):
         return u
 
     def residual(self, u, x):
-        s, engine = self.settings, self.settings.engine
-        u_t = operators.partial(u, x, (1,), engine=engine)
-        u_xx = operators.partial(u, x, (0, 0), engine=engine)
-        v = u(x)
-        return u_t - s.epsilon * u_xx - s.coeff * (v - v**3)
+        s = self.settings
+        # one call, so that Taylor mode shares its passes (u and u_xx from one 2-jet)
+        v, d = operators.value_and_derivatives(u, x, [(1,), (0, 0)], engine=s.engine)
+        return d[(1,)] - s.epsilon * d[(0, 0)] - s.coeff * (v - v**3)
 
 
 class Convection(_AbstractPeriodic):
@@ -372,10 +371,11 @@ class KdV(_AbstractPeriodic):
         return u
 
     def residual(self, u, x):
-        engine = self.settings.engine
-        g = operators.gradient(u, x, engine=engine)
-        u_xxx = operators.partial(u, x, (0, 0, 0), engine=engine)
-        return g[1] + u(x) * g[0] + self.settings.delta**2 * u_xxx
+        # one call, so that Taylor mode shares its passes (u, u_x, u_xxx from one 3-jet)
+        v, d = operators.value_and_derivatives(
+            u, x, [(0,), (1,), (0, 0, 0)], engine=self.settings.engine
+        )
+        return d[(1,)] + v * d[(0,)] + self.settings.delta**2 * d[(0, 0, 0)]
 
 
 def _solver_modes(n_x: int, minimum: int) -> int:
