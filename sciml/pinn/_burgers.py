@@ -19,7 +19,7 @@ every exact engine works (`forward_laplacian`: one weighted pass).
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -91,7 +91,7 @@ class BurgersSettings(Section):
     hard_constraints: bool = False
     sampler: Sampler = "uniform"
     engine: Engine = "reverse"
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[Literal["pde", "boundary", "initial"], Annotated[float, Field(ge=0)]] = {}
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     causal: CausalSettings = CausalSettings()

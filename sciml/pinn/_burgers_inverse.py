@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -87,7 +87,7 @@ class BurgersInverseSettings(Section):
     n_initial: PositiveInt = 200
     sampler: Sampler = "uniform"
     engine: Engine = "reverse"
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[Literal["pde", "boundary", "initial", "data"], Annotated[float, Field(ge=0)]] = {}
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     causal: CausalSettings = CausalSettings()

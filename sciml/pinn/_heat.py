@@ -7,7 +7,7 @@ Zeinhofer 2023's heat benchmark; published relative L2: ENGD 3.0e-8, Adam
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -54,7 +54,7 @@ class Heat1DSettings(Section):
     n_initial: PositiveInt = 40
     sampler: Sampler = "uniform"
     engine: Engine = "reverse"
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[Literal["pde", "boundary", "initial"], Annotated[float, Field(ge=0)]] = {}
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     causal: CausalSettings = CausalSettings()

@@ -37,7 +37,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -99,7 +99,7 @@ class _PeriodicCommon(Section):
     hard_initial: bool = False
     sampler: Sampler = "uniform"
     engine: Engine = "reverse"
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[Literal["pde", "initial"], Annotated[float, Field(ge=0)]] = {}
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     causal: CausalSettings = CausalSettings()

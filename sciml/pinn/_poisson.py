@@ -8,7 +8,7 @@ boundary points; published relative L2 errors after 1000 s on a GPU: ENGD
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -49,7 +49,7 @@ class Poisson2DSettings(Section):
     sampler: Sampler = "uniform"
     engine: Engine = "reverse"
     hard_bc: bool = False
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[Literal["pde", "boundary"], Annotated[float, Field(ge=0)]] = {}
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     eval_grid: Annotated[int, Field(ge=2, le=1000)] = 101

@@ -54,7 +54,7 @@ class PoissonNDSettings(Section):
     ] = "forward_laplacian"
     num_probes: PositiveInt = 8
     sampler: Sampler = "uniform"
-    weights: dict[str, Annotated[float, Field(ge=0)]] = {}
+    weights: dict[Literal["pde", "boundary"], Annotated[float, Field(ge=0)]] = {}
     weighting: WeightingSettings = WeightingSettings()
     resample: ResampleSettings = ResampleSettings()
     n_eval: PositiveInt = 10_000

@@ -10,6 +10,7 @@ from jax.flatten_util import ravel_pytree
 import sciml.pinn as pinn
 from sciml.config import validate_config
 from sciml.pinn import conditions
+from sciml.schema import ConfigError
 
 SMALL = {"width": 6, "depth": 1}
 
@@ -199,8 +200,14 @@ def test_grad_norm_weighting_balances_the_terms():
 
 
 def test_unknown_term_weight_is_refused():
-    problem = pinn.Poisson2D(n_interior=8, n_boundary=4, eval_grid=5, weights={"bc": 2.0}, **SMALL)
-    with pytest.raises(ValueError, match=r"unknown term\(s\) \['bc'\]"):
+    # a name no term of the problem has: refused with the settings (as a config error)
+    with pytest.raises(ConfigError, match=r"weights\.bc: must be 'pde' or 'boundary', got 'bc'"):
+        pinn.Poisson2D(n_interior=8, n_boundary=4, eval_grid=5, weights={"bc": 2.0}, **SMALL)
+    # a term the settings switched off (hard boundary conditions): refused when built
+    problem = pinn.Poisson2D(
+        n_interior=8, eval_grid=5, hard_bc=True, weights={"boundary": 2.0}, **SMALL
+    )
+    with pytest.raises(ValueError, match=r"unknown term\(s\) \['boundary'\]"):
         problem.init(jax.random.PRNGKey(0))
 
 
