@@ -148,9 +148,8 @@ def test_a_diverged_run_exits_3_and_is_continued_from_its_last_good_checkpoint_w
     good = int(r.stderr.split("--from-step ")[1].split()[0])
     assert good == step
     new = tmp_path / "run-2"
-    r = cli(run / "config.yaml", f"output.dir={new}", "optimizer.lr=0.003", "train.steps=600",
-            "optimizer.schedule.warmup_steps=500",
-            "--init-from", run, "--from-step", good)
+    r = cli(run / "config.yaml", f"output.dir={new}", "optimizer={name: adam, lr: 0.003}",
+            "train.steps=600", "--init-from", run, "--from-step", good)
     assert r.returncode == 0, r.stderr
     saved = yaml.safe_load((new / "config.yaml").read_text())
     assert saved["train"]["init_from"] == str(run / "checkpoints" / f"step_{good:09d}.eqx")
