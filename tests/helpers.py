@@ -16,6 +16,9 @@ PYTHON = sys.executable
 _PINN_NET = {"width": 6, "depth": 1}
 
 # name -> (problem parameters, model parameters) for a small, fast instance
+_FLOW_DATA = {"n_train": 64, "n_test": 32, "batch_size": 8, "eval_chunk": 16}
+_FLOW_NET = {"layers": 1, "width": 4, "depth": 1, "knots": 3}
+
 PROBLEMS: dict[str, tuple[dict, dict]] = {
     "neural_ode_spiral": (
         {"n_points": 200, "t_end": 5.0, "batch_size": 4, "batch_time": 5},
@@ -65,6 +68,15 @@ PROBLEMS: dict[str, tuple[dict, dict]] = {
         {"dim": 3, "n_interior": 16, "n_boundary": 8, "n_eval": 20, "engine": "forward_laplacian"},
         _PINN_NET,
     ),
+    "flow_two_moons": (_FLOW_DATA, _FLOW_NET),
+    "flow_two_moons_conditional": (_FLOW_DATA, {**_FLOW_NET, "flow": "realnvp"}),
+    "flow_checkerboard": (_FLOW_DATA, {**_FLOW_NET, "flow": "maf"}),
+    "flow_eight_gaussians": (_FLOW_DATA, {**_FLOW_NET, "flow": "nsf_autoregressive", "base": "mixture", "components": 2}),
+    "flow_digits": ({"batch_size": 4}, {**_FLOW_NET, "flow": "realnvp", "base": "student_t"}),
+    "flow_vi_banana": ({"num_samples": 8, "eval_samples": 64}, _FLOW_NET),
+    # (not sticking the landing: its gradient drops the score term, so it is not the
+    # derivative of the loss value the battery checks by finite differences)
+    "flow_vi_ring": ({"num_samples": 8, "eval_samples": 64}, {**_FLOW_NET, "flow": "realnvp"}),
 }
 
 

@@ -1,9 +1,9 @@
 """The contract every registered problem must meet (see tests/helpers.py).
 
 This file holds the battery and runs it over the core and UDE problems;
-`test_contract_pinn.py` runs the same tests over the PINN problems, so that
-the two halves can go to different pytest-xdist workers (files are kept
-whole). Each problem is built once per file (`case`, module-scoped) and its
+`test_contract_pinn.py` and `test_contract_flows.py` run the same tests over
+the PINN and flow problems, so that the parts can go to different
+pytest-xdist workers (files are kept whole). Each problem is built once per file (`case`, module-scoped) and its
 loss is compiled once and shared by the tests that evaluate it.
 """
 
@@ -25,7 +25,8 @@ from sciml.problems import AbstractProblem, build_problem, has_hook, list_proble
 from sciml.trainer import TrainConfig, fit, split_model
 
 PINN = sorted(name for name in PROBLEMS if name.startswith("pinn_"))
-CORE = sorted(name for name in PROBLEMS if name not in PINN)
+FLOWS = sorted(name for name in PROBLEMS if name.startswith("flow_"))
+CORE = sorted(name for name in PROBLEMS if name not in PINN and name not in FLOWS)
 
 
 class Case(NamedTuple):
@@ -59,7 +60,7 @@ def case(request):
 
 def test_catalogue_lists_every_registered_problem():
     assert set(PROBLEMS) == set(list_problems())
-    assert sorted(CORE + PINN) == sorted(PROBLEMS)  # each runs in one of the two battery files
+    assert sorted(CORE + PINN + FLOWS) == sorted(PROBLEMS)  # each runs in one battery file
 
 
 def test_init_and_jitted_loss_is_finite(case, getkey):

@@ -1,0 +1,488 @@
+"""The flow problems: density estimation (maximum likelihood) and variational inference (reverse KL).
+
+Density problems hold their training and test sets (generated at
+construction: nothing downloads), draw a minibatch from the training set
+with the step's key, and report `test_nll`, the mean negative log-likelihood
+of the test set in nats per point, beside the oracle (the exact density's
+NLL on the same test points, where the data distribution is known) and
+simple baselines. Variational problems fit a flow to an unnormalised 2-D
+density by reverse KL and report the KL bound `log Z − ELBO` (known `log Z`)
+and the importance-sampling effective sample size.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from pydantic import Field
+
+from sciml.problems import AbstractProblem, resolve_settings
+from sciml.schema import PositiveInt, Section
+
+from . import _data
+from ._distributions import GaussianMixture, StandardNormal, StudentT
+from ._factories import maf, neural_spline_flow, realnvp
+from ._objectives import importance_diagnostics, maximum_likelihood_loss, reverse_kl_loss
+
+__all__ = [
+    "Checkerboard",
+    "Digits",
+    "EightGaussians",
+    "FlowNetwork",
+    "TwoMoons",
+    "TwoMoonsConditional",
+    "VIBanana",
+    "VIRing",
+]
+
+Width = Annotated[int, Field(ge=1, le=4096)]
+
+
+class FlowNetwork(Section):
+    """The flow (`model` section of every flow problem).
+
+    Attributes:
+        flow: `nsf` (spline coupling), `nsf_autoregressive` (spline MAF),
+            `realnvp` (affine coupling), `maf` (affine MAF).
+        layers: blocks of the flow (each two couplings, or one MADE layer and a reversal).
+        width, depth: conditioner networks.
+        knots, interval: spline bins on `[-interval, interval]` (identity outside).
+        base: `normal`, `student_t` (df 5) or `mixture` (`components` Gaussians).
+        standardise: put the data's mean and std into a final affine layer,
+            so that the flow works on standardised data.
+    """
+
+    flow: Literal["nsf", "nsf_autoregressive", "realnvp", "maf"] = "nsf"
+    layers: Annotated[int, Field(ge=1, le=256)] = 4
+    width: Width = 64
+    depth: Annotated[int, Field(ge=1, le=16)] = 2
+    knots: Annotated[int, Field(ge=2, le=256)] = 8
+    interval: Annotated[float, Field(gt=0, le=100)] = 4.0
+    base: Literal["normal", "student_t", "mixture"] = "normal"
+    components: Annotated[int, Field(ge=1, le=64)] = 8
+    standardise: bool = True
+
+
+def build_flow(net: FlowNetwork, dim: int, *, key, cond_dim=None, data=None):
+    """The flow of a `FlowNetwork` section for `dim`-dimensional data (standardised by `data`)."""
+    kb, kf = jax.random.split(key)
+    if net.base == "normal":
+        base = StandardNormal((dim,))
+    elif net.base == "student_t":
+        base = StudentT((dim,), df=5.0)
+    else:
+        base = GaussianMixture(net.components, dim, key=kb)
+    loc = scale = None
+    if net.standardise and data is not None:
+        loc, scale = jnp.mean(data, 0), jnp.std(data, 0) + 1e-6
+    kw = dict(
+        key=kf,
+        layers=net.layers,
+        width=net.width,
+        depth=net.depth,
+        cond_dim=cond_dim,
+        base=base,
+        loc=loc,
+        scale=scale,
+    )
+    if net.flow == "realnvp":
+        return realnvp(dim, **kw)
+    if net.flow == "maf":
+        return maf(dim, **kw)
+    kind = "coupling" if net.flow == "nsf" else "autoregressive"
+    return neural_spline_flow(dim, kind=kind, knots=net.knots, interval=net.interval, **kw)
+
+
+def _mean_log_prob(dist, x, context, chunk: int):
+    """Mean log q over the rows of `x` (and `context`), evaluated `chunk` rows at a time."""
+    n = x.shape[0]
+    pad = (-n) % chunk
+    xs = jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]).reshape(-1, chunk, *x.shape[1:])
+    if context is None:
+        lp = jax.lax.map(jax.vmap(dist.log_prob), xs)
+    else:
+        cs = jnp.concatenate([context, jnp.repeat(context[:1], pad, 0)])
+        cs = cs.reshape(-1, chunk, *context.shape[1:])
+        lp = jax.lax.map(lambda a: jax.vmap(dist.log_prob)(*a), (xs, cs))
+    return jnp.sum(lp.reshape(-1)[:n]) / n
+
+
+_eval_mean_log_prob = eqx.filter_jit(_mean_log_prob)
+
+
+class DensitySettings(Section):
+    """Settings of the 2-D density problems (`problem` section).
+
+    Attributes:
+        n_train: training points (drawn once with `data_seed`).
+        n_test: fresh test points (drawn with `data_seed + 1`).
+        batch_size: minibatch per step (drawn with the step's key, with replacement).
+        data_seed: seed of the training and test sets.
+        eval_chunk: test points per vectorised evaluation.
+    """
+
+    n_train: PositiveInt = 10_000
+    n_test: PositiveInt = 100_000
+    batch_size: PositiveInt = 512
+    data_seed: Annotated[int, Field(ge=0)] = 0
+    eval_chunk: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+
+
+class TwoMoonsSettings(DensitySettings):
+    """Two moons: `DensitySettings` plus `noise`, the std of make_moons' Gaussian noise."""
+
+    noise: Annotated[float, Field(gt=0, le=10)] = 0.1
+
+
+class DigitsSettings(Section):
+    """scikit-learn digits (64-dim), dequantised; 80/20 split with `data_seed`.
+
+    Attributes:
+        batch_size: minibatch per step (with replacement).
+        data_seed: dequantisation noise and split.
+    """
+
+    batch_size: PositiveInt = 256
+    data_seed: Annotated[int, Field(ge=0)] = 0
+
+
+class _AbstractFlowDensity(AbstractProblem):
+    """Maximum likelihood on a fixed training set; `evaluate` reports the test NLL."""
+
+    settings: eqx.AbstractVar[Section]
+    model_settings: eqx.AbstractVar[FlowNetwork]
+    train: eqx.AbstractVar[jax.Array]
+    test: eqx.AbstractVar[jax.Array]
+    train_context: eqx.AbstractVar[jax.Array | None]
+    test_context: eqx.AbstractVar[jax.Array | None]
+    references: eqx.AbstractVar[tuple[tuple[str, float], ...]]
+
+    metric_names: ClassVar[tuple[str, ...]] = ("test_nll", "train_nll")
+
+    @property
+    def cond_dim(self):
+        return None if self.train_context is None else self.train_context.shape[1]
+
+    def init(self, key):
+        model = build_flow(
+            self.model_settings,
+            self.train.shape[1],
+            key=key,
+            cond_dim=self.cond_dim,
+            data=self.train,
+        )
+        return model, None
+
+    def _batch(self, key):
+        idx = jax.random.randint(key, (self.settings.batch_size,), 0, self.train.shape[0])
+        ctx = None if self.train_context is None else self.train_context[idx]
+        return self.train[idx], ctx
+
+    def loss(self, model, state, key):
+        x, ctx = self._batch(key)
+        nll = maximum_likelihood_loss(model, x, ctx)
+        return nll, (state, {"nll": nll})
+
+    def evaluate(self, model, state, key):
+        chunk = min(getattr(self.settings, "eval_chunk", 4096), self.test.shape[0])
+        test = -float(_eval_mean_log_prob(model, self.test, self.test_context, chunk))
+        n = min(self.train.shape[0], self.test.shape[0])
+        ctx = None if self.train_context is None else self.train_context[:n]
+        train = -float(_eval_mean_log_prob(model, self.train[:n], ctx, min(chunk, n)))
+        out = {"test_nll": test, "train_nll": train}
+        for name, value in self.references:
+            out[name] = float(value)
+            if name == "oracle_nll":
+                out["gap_to_oracle"] = test - float(value)
+        return out
+
+    def figures(self, model, state, outdir):
+        if self.train.shape[1] != 2:
+            return []
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        lo, hi = np.percentile(np.asarray(self.test), [0.5, 99.5], axis=0)
+        pad = 0.15 * (hi - lo)
+        gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
+        gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200)
+        xx, yy = np.meshgrid(gx, gy, indexing="xy")
+        grid = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], -1), self.test.dtype)
+        ctx = None
+        if self.test_context is not None:  # the density of the first label's points
+            ctx = jnp.broadcast_to(self.test_context[0], (grid.shape[0], self.cond_dim))
+        log_q = eqx.filter_jit(
+            lambda m, g, c: jax.vmap(m.log_prob)(g) if c is None else jax.vmap(m.log_prob)(g, c)
+        )(model, grid, ctx)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+        axes[0].pcolormesh(gx, gy, np.exp(np.asarray(log_q)).reshape(xx.shape), shading="auto")
+        axes[0].set_title("flow density")
+        axes[1].plot(*np.asarray(self.test[:5000]).T, ".", ms=1, alpha=0.5)
+        axes[1].set_xlim(gx[0], gx[-1])
+        axes[1].set_ylim(gy[0], gy[-1])
+        axes[1].set_title("test data")
+        path = Path(outdir) / "density.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        return [str(path)]
+
+
+def _as_array(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+class TwoMoons(_AbstractFlowDensity):
+    """scikit-learn's two moons (`make_moons(noise)`): test NLL against the exact density's."""
+
+    Settings: ClassVar[type] = TwoMoonsSettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: TwoMoonsSettings
+    model_settings: FlowNetwork
+    train: jax.Array
+    test: jax.Array
+    train_context: jax.Array | None
+    test_context: jax.Array | None
+    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        s = self.settings
+        train, _ = _data.two_moons(s.n_train, seed=s.data_seed, noise=s.noise)
+        test, _ = _data.two_moons(s.n_test, seed=s.data_seed + 1, noise=s.noise)
+        self.train, self.test = _as_array(train), _as_array(test)
+        self.train_context = self.test_context = None
+        oracle = -float(np.mean(_data.two_moons_log_density(test, noise=s.noise, nodes=200)))
+        self.references = (("oracle_nll", oracle),)
+
+
+class TwoMoonsConditional(_AbstractFlowDensity):
+    """Two moons conditioned on the moon label (context = the label as a float): the oracle is ≈ 0.316."""
+
+    Settings: ClassVar[type] = TwoMoonsSettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: TwoMoonsSettings
+    model_settings: FlowNetwork
+    train: jax.Array
+    test: jax.Array
+    train_context: jax.Array | None
+    test_context: jax.Array | None
+    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        s = self.settings
+        train, y_train = _data.two_moons(s.n_train, seed=s.data_seed, noise=s.noise)
+        test, y_test = _data.two_moons(s.n_test, seed=s.data_seed + 1, noise=s.noise)
+        self.train, self.test = _as_array(train), _as_array(test)
+        self.train_context = _as_array(y_train[:, None])
+        self.test_context = _as_array(y_test[:, None])
+        lp = _data.two_moons_log_density(test, noise=s.noise, label=y_test, nodes=200)
+        self.references = (("oracle_nll", -float(np.mean(lp))),)
+
+
+class Checkerboard(_AbstractFlowDensity):
+    """FFJORD's checkerboard: uniform on 8 squares, oracle NLL log 32 = 3.466."""
+
+    Settings: ClassVar[type] = DensitySettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: DensitySettings
+    model_settings: FlowNetwork
+    train: jax.Array
+    test: jax.Array
+    train_context: jax.Array | None
+    test_context: jax.Array | None
+    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        s = self.settings
+        self.train = _as_array(_data.checkerboard(s.n_train, seed=s.data_seed))
+        self.test = _as_array(_data.checkerboard(s.n_test, seed=s.data_seed + 1))
+        self.train_context = self.test_context = None
+        self.references = (("oracle_nll", float(np.log(32.0))),)
+
+
+class EightGaussians(_AbstractFlowDensity):
+    """FFJORD's 8 Gaussians: test NLL against the exact mixture's (≈ 2.83)."""
+
+    Settings: ClassVar[type] = DensitySettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: DensitySettings
+    model_settings: FlowNetwork
+    train: jax.Array
+    test: jax.Array
+    train_context: jax.Array | None
+    test_context: jax.Array | None
+    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        s = self.settings
+        train = _data.eight_gaussians(s.n_train, seed=s.data_seed)
+        test = _data.eight_gaussians(s.n_test, seed=s.data_seed + 1)
+        self.train, self.test = _as_array(train), _as_array(test)
+        self.train_context = self.test_context = None
+        oracle = -float(np.mean(_data.eight_gaussians_log_density(test)))
+        self.references = (("oracle_nll", oracle),)
+
+
+def _gaussian_baselines(train: np.ndarray, test: np.ndarray, seed: int) -> tuple:
+    """Test NLL of a full-covariance Gaussian and a 5-component full-covariance mixture (scikit-learn)."""
+    from sklearn.mixture import GaussianMixture as SkMixture
+
+    out = []
+    for name, k in (("gaussian_nll", 1), ("mixture5_nll", 5)):
+        fit = SkMixture(k, covariance_type="full", random_state=seed).fit(train)
+        out.append((name, -float(fit.score(test))))
+    return tuple(out)
+
+
+class Digits(_AbstractFlowDensity):
+    """scikit-learn's 8x8 digits, dequantised: test NLL per image beside Gaussian and mixture baselines."""
+
+    Settings: ClassVar[type] = DigitsSettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: DigitsSettings
+    model_settings: FlowNetwork
+    train: jax.Array
+    test: jax.Array
+    train_context: jax.Array | None
+    test_context: jax.Array | None
+    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        train, test = _data.digits(seed=self.settings.data_seed)
+        self.train, self.test = _as_array(train), _as_array(test)
+        self.train_context = self.test_context = None
+        self.references = _gaussian_baselines(train, test, self.settings.data_seed)
+
+
+class VISettings(Section):
+    """Settings of the variational problems (`problem` section).
+
+    Attributes:
+        num_samples: Monte Carlo samples per step.
+        stick_the_landing: the score-free gradient (Roeder et al. 2017).
+        eval_samples: samples for the reported ELBO, log Z estimate and ESS.
+    """
+
+    num_samples: PositiveInt = 256
+    stick_the_landing: bool = False
+    eval_samples: PositiveInt = 20_000
+
+
+class _AbstractFlowVI(AbstractProblem):
+    """Reverse KL against an unnormalised 2-D log-density with a known normaliser."""
+
+    settings: eqx.AbstractVar[VISettings]
+    model_settings: eqx.AbstractVar[FlowNetwork]
+
+    metric_names: ClassVar[tuple[str, ...]] = (
+        "kl",
+        "elbo",
+        "log_z",
+        "log_z_estimate",
+        "ess_fraction",
+    )
+
+    @abstractmethod
+    def log_density(self, x): ...
+
+    @abstractmethod
+    def log_normaliser(self) -> float: ...
+
+    def init(self, key):
+        return build_flow(self.model_settings, 2, key=key), None
+
+    def loss(self, model, state, key):
+        s = self.settings
+        loss, _ = reverse_kl_loss(
+            model, self.log_density, key, s.num_samples, stick_the_landing=s.stick_the_landing
+        )
+        return loss, (state, {"neg_elbo": loss})
+
+    def evaluate(self, model, state, key):
+        n = self.settings.eval_samples
+
+        @eqx.filter_jit
+        def diagnostics(model, key):
+            _, (log_q, log_p) = reverse_kl_loss(model, self.log_density, key, n)
+            return importance_diagnostics(log_q, log_p)
+
+        d = diagnostics(model, key)
+        log_z = self.log_normaliser()
+        return {
+            "kl": log_z - float(d.elbo),
+            "elbo": float(d.elbo),
+            "log_z": log_z,
+            "log_z_estimate": float(d.log_z),
+            "ess_fraction": float(d.ess_fraction),
+        }
+
+
+class VIBanana(_AbstractFlowVI):
+    """Reverse-KL VI on a banana (a sheared Gaussian, `log Z` exact): reports `kl` and ESS."""
+
+    Settings: ClassVar[type] = VISettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: VISettings
+    model_settings: FlowNetwork
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+
+    def log_density(self, x):
+        return _data.banana_log_density(x)
+
+    def log_normaliser(self):
+        return _data.BANANA_LOG_Z
+
+
+class VIRing(_AbstractFlowVI):
+    """Reverse-KL VI on Rezende & Mohamed's ring energy U1 (`log Z` by quadrature)."""
+
+    Settings: ClassVar[type] = VISettings
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    settings: VISettings
+    model_settings: FlowNetwork
+    _log_z: float = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        self._log_z = _data.ring_log_normaliser()
+
+    def log_density(self, x):
+        return _data.ring_log_density(x)
+
+    def log_normaliser(self):
+        return self._log_z
