@@ -214,6 +214,9 @@ def run_directory(run_dir: Path, train) -> tuple[Checkpoints, MetricsLog, list[C
         run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = Checkpoints(run_dir / "checkpoints", train)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
-    writers = [checkpoints, metrics, SummaryFile(run_dir / "summary.json"), Figures(run_dir / "figures")]
+    # The metrics line of a step is written before its checkpoint: a process killed between the
+    # two then resumes from the previous checkpoint and truncates the log to it, so no step's
+    # record is ever missing (in the other order a kill there lost that step's line for good).
+    writers = [metrics, checkpoints, SummaryFile(run_dir / "summary.json"), Figures(run_dir / "figures")]
     return checkpoints, metrics, writers
 
