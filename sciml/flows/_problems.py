@@ -155,15 +155,31 @@ class DigitsSettings(Section):
 class _AbstractFlowDensity(AbstractProblem):
     """Maximum likelihood on a fixed training set; `evaluate` reports the test NLL."""
 
-    settings: eqx.AbstractVar[Section]
-    model_settings: eqx.AbstractVar[FlowNetwork]
-    train: eqx.AbstractVar[jax.Array]
-    test: eqx.AbstractVar[jax.Array]
-    train_context: eqx.AbstractVar[jax.Array | None]
-    test_context: eqx.AbstractVar[jax.Array | None]
-    references: eqx.AbstractVar[tuple[tuple[str, float], ...]]
+    settings: Section
+    model_settings: FlowNetwork
+    train: jax.Array
+    test: jax.Array
+    train_context: jax.Array | None
+    test_context: jax.Array | None
+    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = ("test_nll", "train_nll")
+    ModelSettings: ClassVar[type] = FlowNetwork
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        train, test, train_ctx, test_ctx, self.references = self.load(self.settings)
+        self.train, self.test = _as_array(train), _as_array(test)
+        self.train_context = None if train_ctx is None else _as_array(train_ctx)
+        self.test_context = None if test_ctx is None else _as_array(test_ctx)
+
+    @classmethod
+    @abstractmethod
+    def load(cls, settings) -> tuple:
+        """`(train, test, train_context, test_context, references)` as numpy arrays (contexts
+        `None` for an unconditional problem) and `((name, value), ...)` reported by `evaluate`."""
 
     @property
     def cond_dim(self):
@@ -243,107 +259,52 @@ class TwoMoons(_AbstractFlowDensity):
     """scikit-learn's two moons (`make_moons(noise)`): test NLL against the exact density's."""
 
     Settings: ClassVar[type] = TwoMoonsSettings
-    ModelSettings: ClassVar[type] = FlowNetwork
 
-    settings: TwoMoonsSettings
-    model_settings: FlowNetwork
-    train: jax.Array
-    test: jax.Array
-    train_context: jax.Array | None
-    test_context: jax.Array | None
-    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
-
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
+    @classmethod
+    def load(cls, s):
         train, _ = _data.two_moons(s.n_train, seed=s.data_seed, noise=s.noise)
         test, _ = _data.two_moons(s.n_test, seed=s.data_seed + 1, noise=s.noise)
-        self.train, self.test = _as_array(train), _as_array(test)
-        self.train_context = self.test_context = None
         oracle = -float(np.mean(_data.two_moons_log_density(test, noise=s.noise, nodes=200)))
-        self.references = (("oracle_nll", oracle),)
+        return train, test, None, None, (("oracle_nll", oracle),)
 
 
 class TwoMoonsConditional(_AbstractFlowDensity):
     """Two moons conditioned on the moon label (context = the label as a float): the oracle is ≈ 0.316."""
 
     Settings: ClassVar[type] = TwoMoonsSettings
-    ModelSettings: ClassVar[type] = FlowNetwork
 
-    settings: TwoMoonsSettings
-    model_settings: FlowNetwork
-    train: jax.Array
-    test: jax.Array
-    train_context: jax.Array | None
-    test_context: jax.Array | None
-    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
-
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
+    @classmethod
+    def load(cls, s):
         train, y_train = _data.two_moons(s.n_train, seed=s.data_seed, noise=s.noise)
         test, y_test = _data.two_moons(s.n_test, seed=s.data_seed + 1, noise=s.noise)
-        self.train, self.test = _as_array(train), _as_array(test)
-        self.train_context = _as_array(y_train[:, None])
-        self.test_context = _as_array(y_test[:, None])
         lp = _data.two_moons_log_density(test, noise=s.noise, label=y_test, nodes=200)
-        self.references = (("oracle_nll", -float(np.mean(lp))),)
+        refs = (("oracle_nll", -float(np.mean(lp))),)
+        return train, test, y_train[:, None], y_test[:, None], refs
 
 
 class Checkerboard(_AbstractFlowDensity):
     """FFJORD's checkerboard: uniform on 8 squares, oracle NLL log 32 = 3.466."""
 
     Settings: ClassVar[type] = DensitySettings
-    ModelSettings: ClassVar[type] = FlowNetwork
 
-    settings: DensitySettings
-    model_settings: FlowNetwork
-    train: jax.Array
-    test: jax.Array
-    train_context: jax.Array | None
-    test_context: jax.Array | None
-    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
-
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
-        self.train = _as_array(_data.checkerboard(s.n_train, seed=s.data_seed))
-        self.test = _as_array(_data.checkerboard(s.n_test, seed=s.data_seed + 1))
-        self.train_context = self.test_context = None
-        self.references = (("oracle_nll", float(np.log(32.0))),)
+    @classmethod
+    def load(cls, s):
+        train = _data.checkerboard(s.n_train, seed=s.data_seed)
+        test = _data.checkerboard(s.n_test, seed=s.data_seed + 1)
+        return train, test, None, None, (("oracle_nll", float(np.log(32.0))),)
 
 
 class EightGaussians(_AbstractFlowDensity):
     """FFJORD's 8 Gaussians: test NLL against the exact mixture's (≈ 2.83)."""
 
     Settings: ClassVar[type] = DensitySettings
-    ModelSettings: ClassVar[type] = FlowNetwork
 
-    settings: DensitySettings
-    model_settings: FlowNetwork
-    train: jax.Array
-    test: jax.Array
-    train_context: jax.Array | None
-    test_context: jax.Array | None
-    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
-
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
+    @classmethod
+    def load(cls, s):
         train = _data.eight_gaussians(s.n_train, seed=s.data_seed)
         test = _data.eight_gaussians(s.n_test, seed=s.data_seed + 1)
-        self.train, self.test = _as_array(train), _as_array(test)
-        self.train_context = self.test_context = None
         oracle = -float(np.mean(_data.eight_gaussians_log_density(test)))
-        self.references = (("oracle_nll", oracle),)
+        return train, test, None, None, (("oracle_nll", oracle),)
 
 
 def _gaussian_baselines(train: np.ndarray, test: np.ndarray, seed: int) -> tuple:
@@ -361,24 +322,11 @@ class Digits(_AbstractFlowDensity):
     """scikit-learn's 8x8 digits, dequantised: test NLL per image beside Gaussian and mixture baselines."""
 
     Settings: ClassVar[type] = DigitsSettings
-    ModelSettings: ClassVar[type] = FlowNetwork
 
-    settings: DigitsSettings
-    model_settings: FlowNetwork
-    train: jax.Array
-    test: jax.Array
-    train_context: jax.Array | None
-    test_context: jax.Array | None
-    references: tuple[tuple[str, float], ...] = eqx.field(static=True)
-
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        train, test = _data.digits(seed=self.settings.data_seed)
-        self.train, self.test = _as_array(train), _as_array(test)
-        self.train_context = self.test_context = None
-        self.references = _gaussian_baselines(train, test, self.settings.data_seed)
+    @classmethod
+    def load(cls, s):
+        train, test = _data.digits(seed=s.data_seed)
+        return train, test, None, None, _gaussian_baselines(train, test, s.data_seed)
 
 
 class VISettings(Section):
