@@ -28,9 +28,9 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ._bijection import AbstractBijection, check_input
 from ._coupling import affine_forward, affine_inverse
+from ._elementwise import _cond_shape
 from ._made import MaskedMLP
 from ._spline import (
-    _check_cond_dim,
     _check_spline_settings,
     rational_quadratic_knots,
     rational_quadratic_spline,
@@ -108,8 +108,7 @@ class MaskedAutoregressive(AbstractBijection):
             )
         if not (isinstance(dim, int) and dim >= 1):
             raise ValueError(f"MaskedAutoregressive: dim must be an integer >= 1, got {dim!r}")
-        if cond_dim is not None:
-            _check_cond_dim("MaskedAutoregressive", cond_dim)
+        self.cond_shape = _cond_shape(cond_dim, "MaskedAutoregressive")
         if transformer == "spline":
             _check_spline_settings("MaskedAutoregressive", knots, interval)
             per_dim = spline_param_count(knots)
@@ -128,7 +127,6 @@ class MaskedAutoregressive(AbstractBijection):
         self.knots = int(knots)
         self.interval = float(interval)
         self.shape = (dim,)
-        self.cond_shape = None if cond_dim is None else (cond_dim,)
 
     def _forward(self, z, params):
         if self.transformer == "affine":

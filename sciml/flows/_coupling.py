@@ -29,14 +29,13 @@ from jaxtyping import Array, PRNGKeyArray
 from sciml.nn import MLP
 
 from ._bijection import AbstractBijection, check_input
+from ._elementwise import _cond_shape, zero_output_mlp
 from ._spline import (
-    _check_cond_dim,
     _check_spline_settings,
     rational_quadratic_knots,
     rational_quadratic_spline,
     rational_quadratic_spline_inverse,
     spline_param_count,
-    zero_output_mlp,
 )
 
 __all__ = ["AffineCoupling", "SplineCoupling"]
@@ -63,7 +62,14 @@ def affine_inverse(x: Array, params: Array) -> tuple[Array, Array]:
     return (x - params[..., 0]) / scale, -jnp.sum(log_scale)
 
 
-def _check_split(name: str, dim, untransformed_dim, cond_dim) -> int:
+def _coupling_setup(
+    name: str, dim, untransformed_dim, flip, cond_dim, per_dim: int, width, depth, key
+) -> tuple[int, bool, tuple[int, ...] | None, MLP]:
+    """Check the sizes; return `(split, flip, cond_shape, conditioner)`.
+
+    The conditioner maps `[x_A, context]` to `per_dim` numbers per coordinate
+    of `x_B`, and its last layer is zero (a fresh coupling is the identity).
+    """
     if not (isinstance(dim, int) and dim >= 2):
         raise ValueError(
             f"{name}: dim must be an integer >= 2 (a coupling needs two blocks), got {dim!r}"
@@ -74,9 +80,12 @@ def _check_split(name: str, dim, untransformed_dim, cond_dim) -> int:
             f"{name}: untransformed_dim must be an integer in [1, {dim - 1}], "
             f"got {untransformed_dim!r}"
         )
-    if cond_dim is not None:
-        _check_cond_dim(name, cond_dim)
-    return n
+    cond_shape = _cond_shape(cond_dim, name)
+    flip = bool(flip)
+    n_a, n_b = (dim - n, n) if flip else (n, dim - n)
+    in_size = n_a + (0 if cond_shape is None else cond_shape[0])
+    net = zero_output_mlp(in_size, per_dim * n_b, width=width, depth=depth, key=key)
+    return n, flip, cond_shape, net
 
 
 def _blocks(x: Array, split: int, flip: bool) -> tuple[Array, Array]:
@@ -87,11 +96,6 @@ def _blocks(x: Array, split: int, flip: bool) -> tuple[Array, Array]:
 
 def _join(a: Array, b: Array, flip: bool) -> Array:
     return jnp.concatenate([b, a] if flip else [a, b])
-
-
-def _block_sizes(dim: int, split: int, flip: bool) -> tuple[int, int]:
-    """(size of A, size of B)."""
-    return (dim - split, split) if flip else (split, dim - split)
 
 
 def _conditioner_params(net: MLP, a: Array, context, n_b: int, per_dim: int) -> Array:
@@ -145,14 +149,10 @@ class AffineCoupling(AbstractBijection):
         untransformed_dim: int | None = None,
         flip: bool = False,
     ):
-        self.split = _check_split("AffineCoupling", dim, untransformed_dim, cond_dim)
-        self.flip = bool(flip)
-        n_a, n_b = _block_sizes(dim, self.split, self.flip)
-        self.conditioner = zero_output_mlp(
-            n_a + (cond_dim or 0), 2 * n_b, width=width, depth=depth, key=key
+        self.split, self.flip, self.cond_shape, self.conditioner = _coupling_setup(
+            "AffineCoupling", dim, untransformed_dim, flip, cond_dim, 2, width, depth, key
         )
         self.shape = (dim,)
-        self.cond_shape = None if cond_dim is None else (cond_dim,)
 
     def _params(self, a, context):
         n_b = self.shape[0] - a.shape[0]
@@ -180,15 +180,8 @@ class SplineCoupling(AbstractBijection):
     starts at zero (the identity).
 
     Args:
-        dim: size of a point (shape `(dim,)`, `dim >= 2`).
-        key: PRNG key of the conditioner.
-        cond_dim: context size, or `None`; the conditioner's input is `x_A`
-            concatenated with the context.
-        width, depth: the conditioner `MLP` (hidden width, number of hidden layers).
-        untransformed_dim: split index `n` (default `dim // 2`): the blocks are
-            `x[:n]` and `x[n:]`.
-        flip: `False`: `x[:n]` conditions and `x[n:]` is transformed; `True`:
-            the roles swap. Alternate it in a stack so every coordinate moves.
+        dim, key, cond_dim, width, depth, untransformed_dim, flip: as for
+            `AffineCoupling`.
         knots: number of bins `K` (default 8).
         interval: `B` (default 3.0).
 
@@ -221,17 +214,13 @@ class SplineCoupling(AbstractBijection):
         flip: bool = False,
     ):
         _check_spline_settings("SplineCoupling", knots, interval)
-        self.split = _check_split("SplineCoupling", dim, untransformed_dim, cond_dim)
-        self.flip = bool(flip)
-        n_a, n_b = _block_sizes(dim, self.split, self.flip)
-        out = n_b * spline_param_count(knots)
-        self.conditioner = zero_output_mlp(
-            n_a + (cond_dim or 0), out, width=width, depth=depth, key=key
+        npar = spline_param_count(knots)
+        self.split, self.flip, self.cond_shape, self.conditioner = _coupling_setup(
+            "SplineCoupling", dim, untransformed_dim, flip, cond_dim, npar, width, depth, key
         )
         self.knots = knots
         self.interval = float(interval)
         self.shape = (dim,)
-        self.cond_shape = None if cond_dim is None else (cond_dim,)
 
     def _knots(self, a, context):
         n_b = self.shape[0] - a.shape[0]

@@ -38,26 +38,54 @@ def _as_shape(shape, name: str) -> tuple[int, ...]:
 
 
 def _cond_shape(cond_dim, name: str) -> tuple[int, ...] | None:
+    """Check a context size: `None` (no context) or an integer >= 1; return the context shape."""
     if cond_dim is None:
         return None
     if not isinstance(cond_dim, int | np.integer) or cond_dim < 1:
-        raise ValueError(f"{name}: cond_dim must be None or a positive int, got {cond_dim!r}")
+        raise ValueError(f"{name}: cond_dim must be None or an integer >= 1, got {cond_dim!r}")
     return (int(cond_dim),)
 
 
-def conditioner(cond_dim: int, out_size: int, *, width: int, depth: int, key, dtype=None) -> MLP:
-    """A small `MLP` context → parameter offsets whose last layer is zero.
-
-    The offsets are exactly zero at initialisation, so a fresh conditional
-    bijection equals its unconditional counterpart (REFERENCES §3.2).
-    """
-    mlp = MLP(cond_dim, out_size, width=width, depth=depth, dtype=dtype, key=key)
-    last = mlp.layers[-1]
+def zero_last_layer(layer):
+    """`layer` (a `Dense`) with its weight and bias set to zero."""
     return eqx.tree_at(
-        lambda m: (m.layers[-1].weight, m.layers[-1].bias),
-        mlp,
-        (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
+        lambda d: (d.weight, d.bias),
+        layer,
+        (jnp.zeros_like(layer.weight), jnp.zeros_like(layer.bias)),
     )
+
+
+def zero_output_mlp(in_size: int, out_size: int, *, width: int, depth: int, key, dtype=None) -> MLP:
+    """An `MLP` whose last layer (weight and bias) is zero: it outputs 0 everywhere at first.
+
+    Conditioners are built this way so that a fresh flow is the identity
+    (REFERENCES §3.2).
+    """
+    mlp = MLP(in_size, out_size, width=width, depth=depth, dtype=dtype, key=key)
+    return eqx.tree_at(lambda m: m.layers[-1], mlp, zero_last_layer(mlp.layers[-1]))
+
+
+def context_network(
+    name: str, cond_dim, out_size: int, *, width: int, depth: int, key, dtype=None
+) -> tuple[tuple[int, ...] | None, MLP | None]:
+    """Check `cond_dim` and build the optional context network of a conditional layer.
+
+    Returns `(cond_shape, net)`: `(None, None)` without context, else
+    `((cond_dim,), zero_output_mlp(cond_dim, out_size, ...))`, whose offsets
+    are exactly zero at initialisation, so a fresh conditional bijection
+    equals its unconditional counterpart (REFERENCES §3.2).
+
+    Raises:
+        ValueError: `cond_dim` is not `None` or an integer >= 1, or it is set
+            and `key` is `None`.
+    """
+    cond_shape = _cond_shape(cond_dim, name)
+    if cond_shape is None:
+        return None, None
+    if key is None:
+        raise ValueError(f"{name}: a key is needed to build the context network (cond_dim is set)")
+    net = zero_output_mlp(cond_shape[0], out_size, width=width, depth=depth, dtype=dtype, key=key)
+    return cond_shape, net
 
 
 def float_dtype(dtype):
@@ -128,7 +156,6 @@ class Affine(AbstractBijection):
         key: PRNGKeyArray | None = None,
     ):
         self.shape = _as_shape(shape, "Affine")
-        self.cond_shape = _cond_shape(cond_dim, "Affine")
         dtype = float_dtype(dtype)
         if not (trainable_loc or trainable_scale):
             raise ValueError("Affine: at least one of loc and scale must be trainable")
@@ -157,13 +184,10 @@ class Affine(AbstractBijection):
             self.log_scale = jnp.log(s)
         else:
             self.log_scale = None
-        if self.cond_shape is None:
-            self.net = None
-        else:
-            if key is None:
-                raise ValueError("Affine: a key is needed to build the context network (cond_dim)")
-            size = math.prod(self.shape) * (int(trainable_loc) + int(trainable_scale))
-            self.net = conditioner(cond_dim, size, width=width, depth=depth, dtype=dtype, key=key)
+        size = math.prod(self.shape) * (int(trainable_loc) + int(trainable_scale))
+        self.cond_shape, self.net = context_network(
+            "Affine", cond_dim, size, width=width, depth=depth, dtype=dtype, key=key
+        )
 
     def _params(self, dtype, context):
         zero = jnp.zeros(self.shape, dtype)

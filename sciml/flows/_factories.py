@@ -35,15 +35,19 @@ from ._linear import Reverse
 __all__ = ["maf", "neural_spline_flow", "realnvp"]
 
 
-def _check(name, dim, layers, min_dim=1):
+def _stacked_flow(
+    name: str, dim, layers, key, block, base, loc, scale, *, min_dim: int = 1
+) -> Transformed:
+    """Check the sizes, stack `layers` blocks `block(key)` and assemble the `Transformed`.
+
+    The blocks are followed by an `Affine(loc, scale)` when either is given;
+    `base` defaults to `StandardNormal((dim,))`.
+    """
     if not isinstance(dim, int) or dim < min_dim:
         raise ValueError(f"{name}: dim must be an integer >= {min_dim}, got {dim!r}")
     if not isinstance(layers, int) or layers < 1:
         raise ValueError(f"{name}: layers must be an integer >= 1, got {layers!r}")
-
-
-def _assemble(name, dim, blocks: AbstractBijection, base, loc, scale, cond_dim) -> Transformed:
-    parts: list[AbstractBijection] = [blocks]
+    parts: list[AbstractBijection] = [Stack(block, jax.random.split(key, layers))]
     if loc is not None or scale is not None:
         loc = None if loc is None else jnp.broadcast_to(jnp.asarray(loc), (dim,))
         scale = None if scale is None else jnp.broadcast_to(jnp.asarray(scale), (dim,))
@@ -54,6 +58,16 @@ def _assemble(name, dim, blocks: AbstractBijection, base, loc, scale, cond_dim) 
     if not isinstance(base, AbstractDistribution) or tuple(base.shape) != (dim,):
         raise ValueError(f"{name}: base must be a distribution of shape ({dim},), got {base!r}")
     return Transformed(base, parts[0] if len(parts) == 1 else Chain(parts))
+
+
+def _coupling_pair(coupling, dim, **kwargs):
+    """A block builder: `key -> Chain([coupling(dim), coupling(dim, flip=True)])`."""
+
+    def block(key):
+        k1, k2 = jax.random.split(key)
+        return Chain([coupling(dim, key=k1, **kwargs), coupling(dim, key=k2, flip=True, **kwargs)])
+
+    return block
 
 
 def realnvp(
@@ -79,18 +93,8 @@ def realnvp(
         base: base distribution (default `StandardNormal((dim,))`).
         loc, scale: a final affine map to data space (e.g. the data's mean and std).
     """
-    _check("realnvp", dim, layers, min_dim=2)
-
-    def block(k):
-        k1, k2 = jax.random.split(k)
-        kw = dict(cond_dim=cond_dim, width=width, depth=depth)
-        return Chain(
-            [AffineCoupling(dim, key=k1, **kw), AffineCoupling(dim, key=k2, flip=True, **kw)]
-        )
-
-    return _assemble(
-        "realnvp", dim, Stack(block, jax.random.split(key, layers)), base, loc, scale, cond_dim
-    )
+    block = _coupling_pair(AffineCoupling, dim, cond_dim=cond_dim, width=width, depth=depth)
+    return _stacked_flow("realnvp", dim, layers, key, block, base, loc, scale, min_dim=2)
 
 
 def maf(
@@ -114,7 +118,6 @@ def maf(
     Arguments as for `realnvp`, plus the transformer (`"affine"` or
     `"spline"` with `knots` bins on `[-interval, interval]`).
     """
-    _check("maf", dim, layers)
 
     def block(k):
         layer = MaskedAutoregressive(
@@ -129,9 +132,7 @@ def maf(
         )
         return Chain([layer, Reverse((dim,))])
 
-    return _assemble(
-        "maf", dim, Stack(block, jax.random.split(key, layers)), base, loc, scale, cond_dim
-    )
+    return _stacked_flow("maf", dim, layers, key, block, base, loc, scale)
 
 
 def neural_spline_flow(
@@ -175,14 +176,13 @@ def neural_spline_flow(
         raise ValueError(
             f"neural_spline_flow: unknown kind {kind!r}; allowed: coupling, autoregressive"
         )
-    _check("neural_spline_flow", dim, layers, min_dim=2)
-
-    def block(k):
-        k1, k2 = jax.random.split(k)
-        kw = dict(knots=knots, interval=interval, cond_dim=cond_dim, width=width, depth=depth)
-        return Chain(
-            [SplineCoupling(dim, key=k1, **kw), SplineCoupling(dim, key=k2, flip=True, **kw)]
-        )
-
-    blocks = Stack(block, jax.random.split(key, layers))
-    return _assemble("neural_spline_flow", dim, blocks, base, loc, scale, cond_dim)
+    block = _coupling_pair(
+        SplineCoupling,
+        dim,
+        knots=knots,
+        interval=interval,
+        cond_dim=cond_dim,
+        width=width,
+        depth=depth,
+    )
+    return _stacked_flow("neural_spline_flow", dim, layers, key, block, base, loc, scale, min_dim=2)

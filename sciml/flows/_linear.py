@@ -19,7 +19,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..nn import MLP
 from ._bijection import AbstractBijection, check_input
-from ._elementwise import _as_shape, _cond_shape, conditioner, float_dtype
+from ._elementwise import _as_shape, context_network, float_dtype
 
 __all__ = ["ActNorm", "LULinear", "Permute", "Reverse", "actnorm_init"]
 
@@ -150,7 +150,6 @@ class LULinear(AbstractBijection):
     ):
         (dim,) = _as_shape(dim, "LULinear")
         self.shape = (dim,)
-        self.cond_shape = _cond_shape(cond_dim, "LULinear")
         dtype = float_dtype(dtype)
         rkey, nkey = jax.random.split(key)
         rotation = jax.random.orthogonal(rkey, dim, dtype=dtype)
@@ -162,12 +161,9 @@ class LULinear(AbstractBijection):
         self.log_abs_diag = jnp.log(jnp.abs(d))
         self.sign = jnp.where(d < 0, -1, 1).astype(jnp.int8)
         self.bias = jnp.zeros((dim,), dtype)
-        if self.cond_shape is None:
-            self.net = None
-        else:
-            self.net = conditioner(
-                cond_dim, dim * dim + dim, width=width, depth=depth, dtype=dtype, key=nkey
-            )
+        self.cond_shape, self.net = context_network(
+            "LULinear", cond_dim, dim * dim + dim, width=width, depth=depth, dtype=dtype, key=nkey
+        )
 
     def _factors(self, dtype, context):
         dim = self.shape[0]

@@ -29,6 +29,8 @@ from jaxtyping import Array, PRNGKeyArray
 
 from sciml.nn import Dense
 
+from ._elementwise import _cond_shape, zero_last_layer
+
 __all__ = ["MaskedMLP", "made_degrees", "made_masks"]
 
 
@@ -41,8 +43,7 @@ def _check_sizes(name, dim, params_per_dim, width, depth, cond_dim) -> None:
     ):
         if not (isinstance(value, int | np.integer) and value >= low):
             raise ValueError(f"{name}: {label} must be an integer >= {low}, got {value!r}")
-    if cond_dim is not None and not (isinstance(cond_dim, int | np.integer) and cond_dim >= 1):
-        raise ValueError(f"{name}: cond_dim must be None or an integer >= 1, got {cond_dim!r}")
+    _cond_shape(cond_dim, name)
     lo = 0 if cond_dim else 1
     needed = max(dim - lo, 1)
     if depth > 0 and width < needed:
@@ -160,12 +161,7 @@ class MaskedMLP(eqx.Module):
         )
         keys = jax.random.split(key, len(masks))
         layers = [Dense(m.shape[1], m.shape[0], key=k) for m, k in zip(masks, keys)]
-        last = layers[-1]
-        layers[-1] = eqx.tree_at(
-            lambda d: (d.weight, d.bias),
-            last,
-            (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
-        )
+        layers[-1] = zero_last_layer(layers[-1])  # the output is 0 everywhere at first
         self.layers = tuple(layers)
         self.masks = tuple(jnp.asarray(m, bool) for m in masks)
         self.activation = activation

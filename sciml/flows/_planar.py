@@ -9,7 +9,7 @@ from jaxtyping import Array, PRNGKeyArray
 
 from ..nn import MLP
 from ._bijection import AbstractBijection, check_input
-from ._elementwise import _as_shape, _cond_shape, conditioner, float_dtype, log_sech2
+from ._elementwise import _as_shape, context_network, float_dtype, log_sech2
 
 __all__ = ["Planar"]
 
@@ -82,7 +82,6 @@ class Planar(AbstractBijection):
     ):
         (dim,) = _as_shape(dim, "Planar")
         self.shape = (dim,)
-        self.cond_shape = _cond_shape(cond_dim, "Planar")
         if bisection_steps < 1:
             raise ValueError(f"Planar: bisection_steps must be >= 1, got {bisection_steps}")
         self.bisection_steps = int(bisection_steps)
@@ -91,12 +90,9 @@ class Planar(AbstractBijection):
         self.w = init_scale * jax.random.normal(wkey, (dim,), dtype)
         self.u = init_scale * jax.random.normal(ukey, (dim,), dtype)
         self.b = jnp.zeros((), dtype)
-        if self.cond_shape is None:
-            self.net = None
-        else:
-            self.net = conditioner(
-                cond_dim, 2 * dim + 1, width=width, depth=depth, dtype=dtype, key=nkey
-            )
+        self.cond_shape, self.net = context_network(
+            "Planar", cond_dim, 2 * dim + 1, width=width, depth=depth, dtype=dtype, key=nkey
+        )
 
     def _params(self, dtype, context):
         """`(w, û, b, wᵀû)` in `dtype`."""

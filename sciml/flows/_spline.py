@@ -39,6 +39,7 @@ from jaxtyping import Array, PRNGKeyArray
 from sciml.nn import MLP
 
 from ._bijection import AbstractBijection, check_input
+from ._elementwise import context_network
 
 __all__ = [
     "RationalQuadraticSpline",
@@ -64,11 +65,6 @@ def _check_spline_settings(name: str, knots, interval) -> None:
         raise ValueError(f"{name}: interval must be a positive finite number, got {interval!r}")
     if knots * MIN_BIN >= 1:
         raise ValueError(f"{name}: knots * {MIN_BIN} must be < 1, got knots={knots}")
-
-
-def _check_cond_dim(name: str, cond_dim) -> None:
-    if not (isinstance(cond_dim, int) and cond_dim >= 1):
-        raise ValueError(f"{name}: cond_dim must be None or an integer >= 1, got {cond_dim!r}")
 
 
 def _cumulative_knots(raw: Array, interval: float) -> Array:
@@ -209,21 +205,6 @@ def rational_quadratic_spline_inverse(
     return fn(y, xk, yk, dk)
 
 
-def zero_output_mlp(in_size: int, out_size: int, *, width: int, depth: int, key) -> MLP:
-    """An `MLP` whose last layer (weight and bias) is zero: it outputs 0 everywhere at first.
-
-    Conditioners are built this way so that a fresh flow is the identity
-    (REFERENCES §3.2).
-    """
-    mlp = MLP(in_size, out_size, width=width, depth=depth, key=key)
-    last = mlp.layers[-1]
-    return eqx.tree_at(
-        lambda m: (m.layers[-1].weight, m.layers[-1].bias),
-        mlp,
-        (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
-    )
-
-
 class RationalQuadraticSpline(AbstractBijection):
     """Elementwise monotone rational-quadratic spline with learnable knots per element.
 
@@ -279,16 +260,14 @@ class RationalQuadraticSpline(AbstractBijection):
             raise ValueError(f"RationalQuadraticSpline: shape entries must be >= 1, got {shape}")
         npar = spline_param_count(knots)
         self.params = jnp.zeros(shape + (npar,))
-        if cond_dim is None:
-            self.net = None
-            self.cond_shape = None
-        else:
-            _check_cond_dim("RationalQuadraticSpline", cond_dim)
-            if key is None:
-                raise ValueError("RationalQuadraticSpline: a key is needed when cond_dim is set")
-            size = math.prod(shape) * npar
-            self.net = zero_output_mlp(cond_dim, size, width=width, depth=depth, key=key)
-            self.cond_shape = (cond_dim,)
+        self.cond_shape, self.net = context_network(
+            "RationalQuadraticSpline",
+            cond_dim,
+            math.prod(shape) * npar,
+            width=width,
+            depth=depth,
+            key=key,
+        )
         self.knots = knots
         self.interval = float(interval)
         self.shape = shape
