@@ -373,6 +373,43 @@ def test_adam_then_lbfgs_from_config_reaches_the_minimiser(x64, getkey):
 # --- callbacks ----------------------------------------------------------------------
 
 
+def test_config_early_stopping_restores_the_best_state(tmp_path, x64, getkey):
+    """Monitoring a metric that only falls with mode `max` makes the first check the best:
+    the run stops `patience` checks later and ends on that first state."""
+    from sciml.trainer import EarlyStoppingConfig
+
+    problem = least_squares(getkey())
+    stop = EarlyStoppingConfig(monitor="eval/distance_to_lstsq", mode="max", patience=2)
+    train = quiet(steps=1000, log_every=50, eval_every=50, early_stopping=stop)
+    result = fit(problem, optax.adam(0.05), train, run_dir=tmp_path)
+    evals = {r["step"]: r["eval/distance_to_lstsq"] for r in result.history if "loss" in r}
+    assert result.step == 150 and result.summary["status"] == "stopped"
+    assert result.summary["best_step"] == 50 and evals[150] < evals[100] < evals[50]
+    # the final model is the state of step 50 (its evaluation repeats step 50's value),
+    # saved as the run's last checkpoint under the final step number
+    np.testing.assert_allclose(result.final_eval["distance_to_lstsq"], evals[50], rtol=1e-10)
+    step, path = latest_checkpoint(tmp_path / "checkpoints")
+    assert step == 150
+    # without restore_best the run ends on its last state
+    train = quiet(
+        steps=1000, log_every=50, eval_every=50,
+        early_stopping=stop.model_copy(update={"restore_best": False}),
+    )
+    last = fit(problem, optax.adam(0.05), train)
+    np.testing.assert_allclose(last.final_eval["distance_to_lstsq"], evals[150], rtol=1e-10)
+
+
+def test_config_early_stopping_errors(x64, getkey):
+    from sciml.trainer import EarlyStoppingConfig
+
+    problem = least_squares(getkey())
+    stop = EarlyStoppingConfig(monitor="eval/no_such_metric")
+    with pytest.raises(ValueError, match="no_such_metric.*not among the logged metrics.*distance_to_lstsq"):
+        fit(problem, optax.adam(0.05), quiet(steps=100, log_every=50, eval_every=50, early_stopping=stop))
+    with pytest.raises(ValueError, match="eval_every is null"):
+        fit(problem, optax.adam(0.05), quiet(steps=100, log_every=50, early_stopping=stop))
+
+
 def test_user_callbacks_log_and_stop_early(tmp_path, x64, getkey):
     from sciml.trainer import Callback, EarlyStopping
 

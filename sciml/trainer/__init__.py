@@ -19,6 +19,7 @@ from sciml.trainer._callbacks import Callback as Callback
 from sciml.trainer._callbacks import EarlyStopping as EarlyStopping
 from sciml.trainer._callbacks import ProgressBar as ProgressBar
 from sciml.trainer._callbacks import RunInfo as RunInfo
+from sciml.trainer._config import EarlyStoppingConfig as EarlyStoppingConfig
 from sciml.trainer._config import TrainConfig as TrainConfig
 from sciml.trainer._diverge import TrainingDiverged as TrainingDiverged
 from sciml.trainer._fit import FitResult as FitResult

@@ -82,7 +82,8 @@ class EarlyStopping(Callback):
         threshold: stop as soon as the metric is below (`"max"`: above) it.
 
     Attributes:
-        best: the best value seen; `stopped_at`: the step it stopped at, or `None`.
+        best: the best value seen; `improved_at`: the step it was seen at;
+        `stopped_at`: the step it stopped at, or `None`.
     """
 
     def __init__(
@@ -104,13 +105,14 @@ class EarlyStopping(Callback):
         self.best = math.inf if mode == "min" else -math.inf
         self.waited = 0
         self.stopped_at: int | None = None
+        self.improved_at: int | None = None
 
     def on_chunk(self, run, record, ts):
         value = record.get(self.monitor)
         if value is None:
             return None
         if self.sign * (self.best - value) > self.min_delta:
-            self.best, self.waited = value, 0
+            self.best, self.waited, self.improved_at = value, 0, record["step"]
         else:
             self.waited += 1
         reached = self.threshold is not None and self.sign * (value - self.threshold) < 0
@@ -141,7 +143,9 @@ class ProgressBar(Callback):
     def on_chunk(self, run, record, ts):
         self.bar.update(record["step"] - self._last)
         self._last = record["step"]
-        self.bar.set_postfix(loss=f"{record['loss']:.3e}", steps_per_s=f"{record['steps_per_s']:.0f}")
+        self.bar.set_postfix(
+            loss=f"{record['loss']:.3e}", steps_per_s=f"{record['steps_per_s']:.0f}"
+        )
 
     def close(self):
         if self.bar is not None:

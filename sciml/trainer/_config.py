@@ -8,7 +8,29 @@ from pydantic import Field
 
 from sciml.schema import PositiveInt, Section
 
-__all__ = ["TrainConfig"]
+__all__ = ["EarlyStoppingConfig", "TrainConfig"]
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when a monitored metric stops improving (`train.early_stopping`).
+
+    Attributes:
+        monitor: a key of the `metrics.jsonl` records: `loss`, a loss metric,
+            or `eval/NAME` for a metric of the problem's `evaluate` (checked
+            every `train.eval_every` steps; monitor a validation metric, never
+            the test set).
+        patience: checks without improvement before the run stops.
+        min_delta: the least change that counts as an improvement.
+        mode: `min` or `max`.
+        restore_best: end the run on the best checked state (its model is
+            evaluated, returned and checkpointed last), not the last one.
+    """
+
+    monitor: str
+    patience: PositiveInt = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    mode: Literal["min", "max"] = "min"
+    restore_best: bool = True
 
 
 class TrainConfig(Section):
@@ -35,6 +57,8 @@ class TrainConfig(Section):
             model, problem state, PRNG key and step are taken over, the
             optimizer starts afresh with this config's settings. Recorded so
             that the run's history stays honest (`null`: start from `init`).
+        early_stopping: stop on a plateau of a monitored metric and keep the
+            best state (`EarlyStoppingConfig`; `null`: run all `steps`).
     """
 
     steps: PositiveInt = 1000
@@ -48,3 +72,4 @@ class TrainConfig(Section):
     progress: bool = True
     compilation_cache: bool = True
     init_from: str | None = None
+    early_stopping: EarlyStoppingConfig | None = None

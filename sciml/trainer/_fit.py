@@ -25,7 +25,7 @@ import optax
 
 from sciml.cache import enable_compilation_cache
 from sciml.parallel import make_mesh, replicate, to_host
-from sciml.trainer._callbacks import Callback, ProgressBar, RunInfo
+from sciml.trainer._callbacks import Callback, EarlyStopping, ProgressBar, RunInfo
 from sciml.trainer._config import TrainConfig
 from sciml.trainer._diverge import TrainingDiverged, explain_divergence
 from sciml.trainer._run_dir import eval_record, run_directory
@@ -111,6 +111,29 @@ def _next_stop(step: int, train: TrainConfig) -> int:
     )
 
 
+def _early_stopping(train: TrainConfig):
+    cfg = train.early_stopping
+    if cfg is None:
+        return None
+    if cfg.monitor.startswith("eval/") and train.eval_every is None:
+        raise ValueError(
+            f"train.early_stopping.monitor={cfg.monitor!r} is an evaluation metric, but "
+            "train.eval_every is null (evaluate only at the end): set train.eval_every"
+        )
+    return EarlyStopping(cfg.monitor, patience=cfg.patience, min_delta=cfg.min_delta, mode=cfg.mode)
+
+
+def _check_monitor(early, record) -> None:
+    """Refuse a monitored key that the records do not have (it would never stop the run)."""
+    evaluated = any(k.startswith("eval/") for k in record)
+    if early.monitor in record or (early.monitor.startswith("eval/") and not evaluated):
+        return
+    keys = ", ".join(sorted(k for k in record if k not in ("step", "steps_per_s", "time_s")))
+    raise ValueError(
+        f"train.early_stopping.monitor={early.monitor!r} is not among the logged metrics: {keys}"
+    )
+
+
 def fit(
     problem,
     optimizer: optax.GradientTransformation,
@@ -177,6 +200,10 @@ def fit(
     elif resume:
         raise ValueError("fit(resume=True) needs run_dir")
     hooks = [*hooks, *callbacks, *([ProgressBar()] if train.progress else [])]
+    early = _early_stopping(train)
+    if early is not None:
+        hooks.append(early)
+    best_ts, best_step = None, None
 
     # The arrays go in as arguments (not constants baked into the program);
     # every leaf gets its own buffer placed on the mesh.
@@ -233,8 +260,18 @@ def fit(
             if train.eval_every is not None and step % train.eval_every == 0 and step < train.steps:
                 record.update(eval_record(step, evaluate(ts)))
             history.append(record)
+            if early is not None:
+                _check_monitor(early, record)
             for cb in hooks:
                 stopped = bool(cb.on_chunk(run, record, ts)) or stopped
+            if early is not None and early.improved_at == step:
+                best_ts, best_step = ts, step
+
+        if train.early_stopping is not None and train.early_stopping.restore_best:
+            if best_ts is not None and best_step != step:
+                # the best checked state, under the final step number: the run's last
+                # checkpoint then holds the model it reports
+                ts = best_ts._replace(step=ts.step)
 
         final_eval = evaluate(ts)
         if final_eval:
@@ -242,6 +279,7 @@ def fit(
         wall = time.perf_counter() - t_start
         summary = {
             "status": "stopped" if stopped and step < train.steps else "completed",
+            **({} if early is None else {"best_step": best_step, "best_value": early.best}),
             "steps": step,
             "final_loss": last_loss,
             **final_eval,
@@ -271,4 +309,3 @@ def fit(
         for cb in hooks:
             cb.close()
     return result
-
