@@ -69,6 +69,11 @@ PROBLEMS: dict[str, tuple[dict, dict]] = {
         _PINN_NET,
     ),
     "flow_two_moons": (_FLOW_DATA, _FLOW_NET),
+    "cnf_two_moons": (
+        _FLOW_DATA,
+        {"width": 4, "depth": 1, "trace": "hutchinson", "kinetic": 0.1, "jacobian": 0.1,
+         "rtol": 1e-8, "atol": 1e-8},
+    ),
     "flow_two_moons_conditional": (_FLOW_DATA, {**_FLOW_NET, "flow": "realnvp"}),
     "flow_checkerboard": (_FLOW_DATA, {**_FLOW_NET, "flow": "maf"}),
     "flow_eight_gaussians": (_FLOW_DATA, {**_FLOW_NET, "flow": "nsf_autoregressive", "base": "mixture", "components": 2}),

@@ -25,7 +25,7 @@ from sciml.problems import AbstractProblem, build_problem, has_hook, list_proble
 from sciml.trainer import TrainConfig, fit, split_model
 
 PINN = sorted(name for name in PROBLEMS if name.startswith("pinn_"))
-FLOWS = sorted(name for name in PROBLEMS if name.startswith("flow_"))
+FLOWS = sorted(name for name in PROBLEMS if name.startswith(("flow_", "cnf_")))
 CORE = sorted(name for name in PROBLEMS if name not in PINN and name not in FLOWS)
 
 

@@ -10,6 +10,10 @@ from ._bijection import AbstractBijection as AbstractBijection
 from ._bijection import Chain as Chain
 from ._bijection import Invert as Invert
 from ._bijection import Stack as Stack
+from ._cnf import CNF as CNF
+from ._cnf import CNFStats as CNFStats
+from ._cnf import ConcatSquashField as ConcatSquashField
+from ._cnf import cnf_loss as cnf_loss
 from ._coupling import AffineCoupling as AffineCoupling
 from ._coupling import SplineCoupling as SplineCoupling
 from ._distributions import AbstractDistribution as AbstractDistribution

@@ -13,7 +13,8 @@ the identity outside `[-interval, interval]`, so the data should sit inside).
   transformer) and a reversal of the order. Density evaluation is one pass
   per layer; sampling `dim` passes per layer (use `Invert` for an IAF).
 - `neural_spline_flow`: blocks of two rational-quadratic spline couplings
-  (`kind="coupling"`, fast in both directions) or spline MAF layers
+  (`kind="coupling"`, one pass in both directions; by default inverted so
+  that densities use the spline's closed form) or spline MAF layers
   (`kind="autoregressive"`).
 """
 
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ._autoregressive import MaskedAutoregressive
-from ._bijection import AbstractBijection, Chain, Stack
+from ._bijection import AbstractBijection, Chain, Invert, Stack
 from ._coupling import AffineCoupling, SplineCoupling
 from ._distributions import AbstractDistribution, StandardNormal, Transformed
 from ._elementwise import Affine
@@ -149,6 +150,7 @@ def neural_spline_flow(
     base: AbstractDistribution | None = None,
     loc: Array | None = None,
     scale: Array | None = None,
+    invert: bool = True,
 ) -> Transformed:
     """Neural spline flow (Durkan et al. 2019) with rational-quadratic splines.
 
@@ -156,6 +158,13 @@ def neural_spline_flow(
     (one pass in both directions; `dim >= 2`). `kind="autoregressive"`:
     spline MAF layers with the order reversed between them. Other arguments
     as for `realnvp`.
+
+    `invert` (couplings only): the spline's closed-form forward map runs in
+    the density direction (`log_prob`, maximum likelihood) and the
+    quadratic-root inverse in the sampling direction: 1.3-1.5x faster
+    training steps on two moons (benchmarks/flows_vs_flowjax.py). Use
+    `invert=False` when sampling is the hot path (reverse-KL VI, which trains
+    through `sample_and_log_prob`).
     """
     if kind == "autoregressive":
         return maf(
@@ -176,7 +185,7 @@ def neural_spline_flow(
         raise ValueError(
             f"neural_spline_flow: unknown kind {kind!r}; allowed: coupling, autoregressive"
         )
-    block = _coupling_pair(
+    pair = _coupling_pair(
         SplineCoupling,
         dim,
         knots=knots,
@@ -185,4 +194,7 @@ def neural_spline_flow(
         width=width,
         depth=depth,
     )
+    if not isinstance(invert, bool):
+        raise TypeError(f"neural_spline_flow: invert must be a bool, got {invert!r}")
+    block = (lambda k: Invert(pair(k))) if invert else pair
     return _stacked_flow("neural_spline_flow", dim, layers, key, block, base, loc, scale, min_dim=2)

@@ -26,11 +26,14 @@ from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import PositiveInt, Section
 
 from . import _data
-from ._distributions import GaussianMixture, StandardNormal, StudentT
+from ._cnf import CNF, cnf_loss
+from ._distributions import GaussianMixture, StandardNormal, StudentT, Transformed
 from ._factories import maf, neural_spline_flow, realnvp
 from ._objectives import importance_diagnostics, maximum_likelihood_loss, reverse_kl_loss
 
 __all__ = [
+    "CNFNetwork",
+    "CNFTwoMoons",
     "Checkerboard",
     "Digits",
     "EightGaussians",
@@ -56,6 +59,9 @@ class FlowNetwork(Section):
         base: `normal`, `student_t` (df 5) or `mixture` (`components` Gaussians).
         standardise: put the data's mean and std into a final affine layer,
             so that the flow works on standardised data.
+        fast_direction: which direction of a spline coupling flow (`nsf`)
+            uses the spline's closed form: `density` (maximum likelihood) or
+            `sampling` (reverse-KL VI); `null` picks the problem's own.
     """
 
     flow: Literal["nsf", "nsf_autoregressive", "realnvp", "maf"] = "nsf"
@@ -67,10 +73,15 @@ class FlowNetwork(Section):
     base: Literal["normal", "student_t", "mixture"] = "normal"
     components: Annotated[int, Field(ge=1, le=64)] = 8
     standardise: bool = True
+    fast_direction: Literal["density", "sampling"] | None = None
 
 
-def build_flow(net: FlowNetwork, dim: int, *, key, cond_dim=None, data=None):
-    """The flow of a `FlowNetwork` section for `dim`-dimensional data (standardised by `data`)."""
+def build_flow(
+    net: FlowNetwork, dim: int, *, key, cond_dim=None, data=None, fast_direction="density"
+):
+    """The flow of a `FlowNetwork` section for `dim`-dimensional data (standardised by `data`).
+
+    `fast_direction` is the problem's default for `net.fast_direction`."""
     kb, kf = jax.random.split(key)
     if net.base == "normal":
         base = StandardNormal((dim,))
@@ -95,8 +106,14 @@ def build_flow(net: FlowNetwork, dim: int, *, key, cond_dim=None, data=None):
         return realnvp(dim, **kw)
     if net.flow == "maf":
         return maf(dim, **kw)
-    kind = "coupling" if net.flow == "nsf" else "autoregressive"
-    return neural_spline_flow(dim, kind=kind, knots=net.knots, interval=net.interval, **kw)
+    if net.flow == "nsf":
+        invert = (net.fast_direction or fast_direction) == "density"
+        return neural_spline_flow(
+            dim, kind="coupling", knots=net.knots, interval=net.interval, invert=invert, **kw
+        )
+    return neural_spline_flow(
+        dim, kind="autoregressive", knots=net.knots, interval=net.interval, **kw
+    )
 
 
 def _mean_log_prob(dist, x, context, chunk: int):
@@ -146,10 +163,14 @@ class DigitsSettings(Section):
     Attributes:
         batch_size: minibatch per step (with replacement).
         data_seed: dequantisation noise and split.
+        val_fraction: part of the training split held out for validation
+            (`val_nll`, the metric to early-stop on: `train.early_stopping`
+            with `monitor: eval/val_nll`); 0 trains on all of it.
     """
 
     batch_size: PositiveInt = 256
     data_seed: Annotated[int, Field(ge=0)] = 0
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 
 class _AbstractFlowDensity(AbstractProblem):
@@ -161,6 +182,8 @@ class _AbstractFlowDensity(AbstractProblem):
     test: jax.Array
     train_context: jax.Array | None
     test_context: jax.Array | None
+    val: jax.Array | None
+    val_context: jax.Array | None
     references: tuple[tuple[str, float], ...] = eqx.field(static=True)
 
     metric_names: ClassVar[tuple[str, ...]] = ("test_nll", "train_nll")
@@ -171,6 +194,16 @@ class _AbstractFlowDensity(AbstractProblem):
             type(self), settings, model_settings, overrides
         )
         train, test, train_ctx, test_ctx, self.references = self.load(self.settings)
+        val = val_ctx = None
+        fraction = getattr(self.settings, "val_fraction", 0.0)
+        if fraction > 0:  # a validation split carved from the training set
+            order = np.random.default_rng(self.settings.data_seed).permutation(len(train))
+            n_val = max(1, int(round(fraction * len(train))))
+            val, train = train[order[:n_val]], train[order[n_val:]]
+            if train_ctx is not None:
+                val_ctx, train_ctx = train_ctx[order[:n_val]], train_ctx[order[n_val:]]
+        self.val = None if val is None else _as_array(val)
+        self.val_context = None if val_ctx is None else _as_array(val_ctx)
         self.train, self.test = _as_array(train), _as_array(test)
         self.train_context = None if train_ctx is None else _as_array(train_ctx)
         self.test_context = None if test_ctx is None else _as_array(test_ctx)
@@ -212,6 +245,9 @@ class _AbstractFlowDensity(AbstractProblem):
         ctx = None if self.train_context is None else self.train_context[:n]
         train = -float(_eval_mean_log_prob(model, self.train[:n], ctx, min(chunk, n)))
         out = {"test_nll": test, "train_nll": train}
+        if self.val is not None:
+            c = min(chunk, self.val.shape[0])
+            out["val_nll"] = -float(_eval_mean_log_prob(model, self.val, self.val_context, c))
         for name, value in self.references:
             out[name] = float(value)
             if name == "oracle_nll":
@@ -307,6 +343,142 @@ class EightGaussians(_AbstractFlowDensity):
         return train, test, None, None, (("oracle_nll", oracle),)
 
 
+class CNFNetwork(Section):
+    """The continuous flow (`model` section of `cnf_two_moons`; see `sciml.flows.CNF`).
+
+    Attributes:
+        width, depth, activation: the concat-squash vector field.
+        trace: `exact` or `hutchinson` (one Rademacher/Gaussian probe per solve) for training;
+            `evaluate` always uses the exact trace.
+        probe: Hutchinson probe distribution.
+        kinetic, jacobian: RNODE regulariser weights (0 switches each off).
+        rtol, atol: adaptive step control of the training solves.
+        eval_rtol, eval_atol: step control of `evaluate`'s solves.
+        solver: explicit Runge-Kutta solver. adjoint: `recursive` or `backsolve`.
+        max_steps: step budget per solve.
+        standardise: the ODE works on data standardised by the training set's mean and std.
+    """
+
+    width: Width = 64
+    depth: Annotated[int, Field(ge=1, le=16)] = 3
+    activation: Literal["tanh", "softplus", "silu", "sin"] = "tanh"
+    trace: Literal["exact", "hutchinson"] = "exact"
+    probe: Literal["rademacher", "gaussian"] = "rademacher"
+    kinetic: Annotated[float, Field(ge=0)] = 0.0
+    jacobian: Annotated[float, Field(ge=0)] = 0.0
+    rtol: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    atol: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    eval_rtol: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    eval_atol: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    solver: Literal["tsit5", "dopri5", "bosh3", "dopri8"] = "tsit5"
+    adjoint: Literal["recursive", "backsolve"] = "recursive"
+    max_steps: Annotated[int, Field(ge=1, le=100_000)] = 4096
+    standardise: bool = True
+
+
+class CNFTwoMoons(TwoMoons):
+    """FFJORD on two moons: test NLL (exact trace) beside the oracle, and the solver's cost.
+
+    `evaluate` adds `nfe` (mean vector-field evaluations of one density
+    solve at the evaluation tolerances), `test_nll_hutchinson` (the NLL from
+    Hutchinson's trace on up to 10k test points, one probe per point: it
+    should agree with `test_nll` within its Monte Carlo error,
+    `test_nll_hutchinson_se`) and, on the training batch, the RNODE integrals.
+    """
+
+    ModelSettings: ClassVar[type] = CNFNetwork
+    model_settings: CNFNetwork
+    metric_names: ClassVar[tuple[str, ...]] = (
+        "test_nll",
+        "train_nll",
+        "nfe",
+        "test_nll_hutchinson",
+        "test_nll_hutchinson_se",
+    )
+
+    def init(self, key):
+        m = self.model_settings
+        loc = scale = None
+        if m.standardise:
+            loc, scale = jnp.mean(self.train, 0), jnp.std(self.train, 0) + 1e-6
+        cnf = CNF(
+            self.train.shape[1],
+            width=m.width,
+            depth=m.depth,
+            activation=m.activation,
+            cond_dim=self.cond_dim,
+            trace=m.trace,
+            probe=m.probe,
+            rtol=m.rtol,
+            atol=m.atol,
+            solver=m.solver,
+            adjoint=m.adjoint,
+            max_steps=m.max_steps,
+            loc=loc,
+            scale=scale,
+            key=key,
+        )
+        return Transformed(StandardNormal((self.train.shape[1],)), cnf), None
+
+    def loss(self, model, state, key):
+        kb, kp = jax.random.split(key)
+        x, ctx = self._batch(kb)
+        m = self.model_settings
+        loss, metrics = cnf_loss(model, x, kp, ctx, kinetic=m.kinetic, jacobian=m.jacobian)
+        return loss, (state, metrics)
+
+    def _exact(self, model):
+        """The same flow with the exact trace at the evaluation tolerances."""
+        m = self.model_settings
+        cnf = model.bijection.with_settings(trace="exact", rtol=m.eval_rtol, atol=m.eval_atol)
+        return eqx.tree_at(lambda f: f.bijection, model, cnf)
+
+    def evaluate(self, model, state, key):
+        exact = self._exact(model)
+        chunk = min(self.settings.eval_chunk, self.test.shape[0])
+        lq_test, nfe = _eval_cnf_stats(exact, self.test, None, chunk, None)
+        n = min(self.train.shape[0], self.test.shape[0])
+        lq_train, _ = _eval_cnf_stats(exact, self.train[:n], None, min(chunk, n), None)
+        m = min(n, 10_000)
+        hutch = eqx.tree_at(lambda f: f.bijection, exact, exact.bijection.with_trace("hutchinson"))
+        lq_h, _ = _eval_cnf_stats(hutch, self.test[:m], None, min(chunk, m), key)
+        test = -float(jnp.mean(lq_test))
+        out = {"test_nll": test, "train_nll": -float(jnp.mean(lq_train)), "nfe": float(nfe)}
+        for name, value in self.references:
+            out[name] = float(value)
+            if name == "oracle_nll":
+                out["gap_to_oracle"] = test - float(value)
+        out["test_nll_hutchinson"] = -float(jnp.mean(lq_h))
+        out["test_nll_hutchinson_se"] = float(jnp.std(lq_h) / np.sqrt(m))
+        return out
+
+    def figures(self, model, state, outdir):
+        return super().figures(self._exact(model), state, outdir)
+
+
+@eqx.filter_jit
+def _eval_cnf_stats(flow, x, context, chunk: int, key):
+    """Per-point `log q(x)` and the mean NFE of the density solves, `chunk` points at a time."""
+    n = x.shape[0]
+    pad = (-n) % chunk
+    xs = jnp.concatenate([x, jnp.repeat(x[:1], pad, 0)]).reshape(-1, chunk, *x.shape[1:])
+    keys = None
+    if key is not None:
+        keys = jax.random.split(key, n + pad)
+        keys = keys.reshape(-1, chunk, *keys.shape[1:])
+    cnf = flow.bijection
+
+    def one(xi, ki):
+        z, ld, stats = cnf.inverse_with_stats(xi, key=ki)
+        return flow.base.log_prob(z) + ld, stats.nfe
+
+    if keys is None:
+        lq, nfe = jax.lax.map(jax.vmap(lambda xi: one(xi, None)), xs)
+    else:
+        lq, nfe = jax.lax.map(lambda a: jax.vmap(one)(*a), (xs, keys))
+    return lq.reshape(-1)[:n], jnp.mean(nfe.reshape(-1)[:n].astype(lq.dtype))
+
+
 def _gaussian_baselines(train: np.ndarray, test: np.ndarray, seed: int) -> tuple:
     """Test NLL of a full-covariance Gaussian and a 5-component full-covariance mixture (scikit-learn)."""
     from sklearn.mixture import GaussianMixture as SkMixture
@@ -364,7 +536,7 @@ class _AbstractFlowVI(AbstractProblem):
     def log_normaliser(self) -> float: ...
 
     def init(self, key):
-        return build_flow(self.model_settings, 2, key=key), None
+        return build_flow(self.model_settings, 2, key=key, fast_direction="sampling"), None
 
     def loss(self, model, state, key):
         s = self.settings

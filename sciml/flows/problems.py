@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sciml.flows._problems import (
     Checkerboard,
+    CNFTwoMoons,
     Digits,
     EightGaussians,
     TwoMoons,
@@ -47,4 +48,9 @@ register_problem(
     "flow_vi_ring",
     VIRing,
     description="flow VI: reverse KL to the U1 ring energy (log Z by quadrature); reports kl and ess_fraction",
+)
+register_problem(
+    "cnf_two_moons",
+    CNFTwoMoons,
+    description="continuous flow (FFJORD): two moons; reports test_nll (exact trace), nfe, Hutchinson NLL",
 )
