@@ -26,7 +26,10 @@ PROBLEMS: dict[str, tuple[dict, dict]] = {
     ),
     "robertson_fit": ({"n_obs": 10}, {}),
     "lorenz_sindy": ({"dt": 0.005, "t_end": 2.0}, {}),
-    "ude_lotka_volterra": ({"t_end": 1.0, "ensemble": 2}, {"width": 3, "depth": 1}),
+    "ude_lotka_volterra": (
+        {"t_end": 1.0, "ensemble": 2, "rtol": 1e-5, "atol": 1e-7},
+        {"width": 3, "depth": 1},
+    ),
     "neural_sde_ou": (
         {"n_paths": 8, "n_steps": 20, "batch_paths": 4},
         {"width": 8},

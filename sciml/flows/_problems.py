@@ -188,6 +188,7 @@ class _AbstractFlowDensity(AbstractProblem):
 
     metric_names: ClassVar[tuple[str, ...]] = ("test_nll", "train_nll")
     ModelSettings: ClassVar[type] = FlowNetwork
+    _figure_grid: ClassVar[int] = 200  # points per axis of the density figure
 
     def __init__(self, settings=None, model_settings=None, **overrides):
         self.settings, self.model_settings = resolve_settings(
@@ -264,8 +265,8 @@ class _AbstractFlowDensity(AbstractProblem):
 
         lo, hi = np.percentile(np.asarray(self.test), [0.5, 99.5], axis=0)
         pad = 0.15 * (hi - lo)
-        gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
-        gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200)
+        gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], self._figure_grid)
+        gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], self._figure_grid)
         xx, yy = np.meshgrid(gx, gy, indexing="xy")
         grid = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], -1), self.test.dtype)
         ctx = None
@@ -388,6 +389,7 @@ class CNFTwoMoons(TwoMoons):
 
     ModelSettings: ClassVar[type] = CNFNetwork
     model_settings: CNFNetwork
+    _figure_grid: ClassVar[int] = 100  # one ODE solve per grid point
     metric_names: ClassVar[tuple[str, ...]] = (
         "test_nll",
         "train_nll",
