@@ -75,6 +75,10 @@ class AbstractProblem(eqx.Module):
     metric_names: ClassVar[tuple[str, ...]] = ()
     default_dtype: ClassVar[str] = "float32"
     """Precision of a config that does not set `train.dtype` (PINNs: `"float64"`)."""
+    surrogate_gradient: ClassVar[bool] = False
+    """True when `loss`'s gradient is a Monte Carlo estimator rather than the derivative of
+    its value (VMC's covariance estimator): the contract battery then skips its
+    finite-difference check, and the problem's own tests check the estimator instead."""
 
     @abc.abstractmethod
     def init(self, key) -> tuple[Any, Any]:

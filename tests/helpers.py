@@ -19,7 +19,14 @@ _PINN_NET = {"width": 6, "depth": 1}
 _FLOW_DATA = {"n_train": 64, "n_test": 32, "batch_size": 8, "eval_chunk": 16}
 _FLOW_NET = {"layers": 1, "width": 4, "depth": 1, "knots": 3}
 
+_NQS = {"n_samples": 16, "n_chains": 4, "n_thermalise": 20, "n_discard": 2, "eval_samples": 1024}
+
 PROBLEMS: dict[str, tuple[dict, dict]] = {
+    # NQS: small lattices, each model kind somewhere
+    "nqs_tfim_chain": ({**_NQS, "n_sites": 6}, {"kind": "rbm"}),
+    "nqs_tfim_square": ({**_NQS, "side": 2}, {"kind": "symmetric_rbm"}),
+    "nqs_heisenberg_chain": ({**_NQS, "n_sites": 6}, {"kind": "ffn", "width": 4, "complex": True}),
+    "nqs_j1j2_chain": ({**_NQS, "n_sites": 6}, {"kind": "jastrow"}),
     "neural_ode_spiral": (
         {"n_points": 200, "t_end": 5.0, "batch_size": 4, "batch_time": 5},
         {"width": 8},
