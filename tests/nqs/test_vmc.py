@@ -98,7 +98,7 @@ def test_monte_carlo_energy_and_gradient_within_their_errors(x64):
     exact = float(exact_energy(op, model, states))
     sampler = MetropolisLocal(hilbert, n_chains=16)
     state = sampler.init(jax.random.key(4))
-    samples, state = sampler.sample(model, state, jax.random.key(5), 16 * 1000, n_discard=50)
+    samples, state = sampler.sample(model, state, jax.random.key(5), 16 * 500, n_discard=50)
     e_loc = local_energies(op, model, samples)
     stats = statistics(e_loc)
     assert abs(float(stats.mean) - exact) < 5 * float(stats.error_of_mean)
