@@ -306,6 +306,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 # --- several devices ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # tests/test_multihost.py checks the same on 4 global devices
 def test_four_devices_match_one_device(x64, getkey):
     assert len(jax.devices()) >= 4, "conftest should provide 4 CPU devices"
     problem = small_spiral()

@@ -99,6 +99,7 @@ def test_hutchinson_is_unbiased(probe, x64):
     assert abs(float(jnp.mean(lds)) - float(exact)) < 5 * se
 
 
+@pytest.mark.slow  # the contract battery checks cnf_two_moons' gradient by finite differences
 def test_loss_gradient_matches_finite_differences(x64):
     cnf = _cnf(jnp.float64, tol=1e-9)
     flow = Transformed(StandardNormal((2,)), cnf)

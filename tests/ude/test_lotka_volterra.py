@@ -83,7 +83,7 @@ def test_diagnose_names_a_blown_up_solve(x64):
     assert "larger max_steps" in reason
 
 
-@pytest.mark.parametrize("normalize", [None, False])
+@pytest.mark.parametrize("normalize", [pytest.param(None, marks=pytest.mark.slow), False])
 def test_degree_3_library_on_an_exact_network(normalize, x64):
     # Above degree 2 the columns are normalised by default; either way an
     # exact network gives exactly the two x y terms once the ridge is off

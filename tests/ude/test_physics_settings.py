@@ -47,6 +47,7 @@ LV_SETTINGS = dict(prey_growth=1.0, predation=0.6, conversion=0.5, predator_deat
 # ---------------------------------------------------------------- Lotka-Volterra
 
 
+@pytest.mark.slow  # accuracy run
 def test_lv_configured_system_reaches_the_data_the_known_part_and_evaluate(x64):
     problem = LotkaVolterraUDE(noise=0.0, t_end=1.0, **LV_SETTINGS)
     a, b, c, d = 1.0, 0.6, 0.5, 1.2

@@ -37,6 +37,7 @@ def test_data_and_initial_guess(x64, getkey):
     assert zero == {name: pytest.approx(0.0, abs=1e-12) for name in problem.metric_names}
 
 
+@pytest.mark.slow  # accuracy run
 def test_lm_recovers_rates_from_noise_free_data(x64, getkey):
     problem = RobertsonFit(noise=0.0)
     guess, _ = problem.init(getkey())
