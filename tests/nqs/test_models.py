@@ -17,8 +17,10 @@ DTYPES = ["float32", "float64", "complex64", "complex128"]
 TOL = {"float32": 2e-5, "complex64": 2e-5, "float64": 1e-12, "complex128": 1e-12}
 
 
-@pytest.fixture(params=DTYPES)
-def dtype(request):
+@pytest.fixture(
+    params=[p if p != "complex64" else pytest.param(p, marks=pytest.mark.slow) for p in DTYPES]
+)
+def dtype(request):  # complex64 in the slow set: float32 and complex128 cover its two halves
     """Each parameter dtype; the 64-bit ones with JAX's x64 switched on for the test."""
     if request.param in ("float64", "complex128"):
         request.getfixturevalue("x64")
