@@ -199,6 +199,7 @@ def _train(optimizer, steps):
     return fit(_small_poisson(), optimizer, train).final_eval["rel_l2"]
 
 
+@pytest.mark.slow  # accuracy run (benchmarks/pinn_engd.py measures ENGD at full size)
 def test_engd_solves_a_small_poisson_problem_to_1e_4_where_adam_does_not():
     steps = 80
     assert _train(pinn.engd(), steps) <= 1e-4

@@ -91,6 +91,7 @@ def robertson_fit(p, data, rtol, atol, adjoint):
     return jnp.mean(((sol.ys - data) / scale) ** 2), sol.ys
 
 
+@pytest.mark.slow  # accuracy run
 def test_stiff_robertson_rate_is_learned_through_kvaerno5_with_optax(x64):
     """k3 = 1e4 from a start e times too large, forward-mode gradients, L-BFGS directions.
 
