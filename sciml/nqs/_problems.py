@@ -13,6 +13,7 @@ and the autocorrelation time (and warns when R̂ > 1.05).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from typing import Annotated, ClassVar, Literal
 
 import equinox as eqx
@@ -123,14 +124,28 @@ _MAX_ED_STATES = 2**21
 
 
 class _AbstractSpinProblem(AbstractProblem):
-    """VMC on a spin Hamiltonian; subclasses build `hilbert`, `lattice`, `operator`, `sampler`."""
+    """VMC on a spin Hamiltonian; each subclass only says how to `build` its system."""
 
-    settings: eqx.AbstractVar[VMCSettings]
-    model_settings: eqx.AbstractVar[NQSModel]
-    hilbert: eqx.AbstractVar[SpinHilbert]
-    operator: eqx.AbstractVar[eqx.Module]
-    sampler: eqx.AbstractVar[eqx.Module]
-    exact: eqx.AbstractVar[float]
+    settings: Section
+    model_settings: NQSModel
+    lattice: eqx.Module
+    hilbert: SpinHilbert
+    operator: eqx.Module
+    sampler: eqx.Module
+    exact: float = eqx.field(static=True)
+
+    def __init__(self, settings=None, model_settings=None, **overrides):
+        self.settings, self.model_settings = resolve_settings(
+            type(self), settings, model_settings, overrides
+        )
+        self.lattice, self.hilbert, self.operator, self.sampler, self.exact = self.build(
+            self.settings
+        )
+
+    @classmethod
+    @abstractmethod
+    def build(cls, settings) -> tuple:
+        """`(lattice, hilbert, operator, sampler, exact_energy)` of the problem's settings."""
 
     metric_names: ClassVar[tuple[str, ...]] = (
         "energy",
@@ -249,100 +264,56 @@ class TFIMChain(_AbstractSpinProblem):
     """Transverse-field Ising chain (periodic): exact energy from free fermions."""
 
     Settings: ClassVar[type] = TFIMChainSettings
-    settings: TFIMChainSettings
-    model_settings: NQSModel
-    hilbert: SpinHilbert
-    lattice: eqx.Module
-    operator: eqx.Module
-    sampler: eqx.Module
-    exact: float = eqx.field(static=True)
 
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
-        self.lattice = chain(s.n_sites)
-        self.hilbert = SpinHilbert(s.n_sites)
-        self.operator = Ising(self.hilbert, self.lattice, h=s.h, J=s.J)
-        self.sampler = MetropolisLocal(self.hilbert, n_chains=s.n_chains)
+    @classmethod
+    def build(cls, s):
+        lattice, hilbert = chain(s.n_sites), SpinHilbert(s.n_sites)
+        operator = Ising(hilbert, lattice, h=s.h, J=s.J)
         if s.n_sites % 2 == 0:
-            self.exact = float(tfim_chain_energy(s.n_sites, s.h, s.J))
+            exact = float(tfim_chain_energy(s.n_sites, s.h, s.J))
         else:
-            self.exact = _exact_energy(None, self.operator, self.hilbert)
+            exact = _exact_energy(None, operator, hilbert)
+        return lattice, hilbert, operator, MetropolisLocal(hilbert, n_chains=s.n_chains), exact
 
 
 class TFIMSquare(_AbstractSpinProblem):
     """Transverse-field Ising model on a periodic square lattice."""
 
     Settings: ClassVar[type] = TFIMSquareSettings
-    settings: TFIMSquareSettings
-    model_settings: NQSModel
-    hilbert: SpinHilbert
-    lattice: eqx.Module
-    operator: eqx.Module
-    sampler: eqx.Module
-    exact: float = eqx.field(static=True)
 
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
-        self.lattice = square(s.side)
-        self.hilbert = SpinHilbert(s.side**2)
-        self.operator = Ising(self.hilbert, self.lattice, h=s.h, J=s.J)
-        self.sampler = MetropolisLocal(self.hilbert, n_chains=s.n_chains)
-        self.exact = _exact_energy(("tfim_square", s.side, s.h, s.J), self.operator, self.hilbert)
+    @classmethod
+    def build(cls, s):
+        lattice, hilbert = square(s.side), SpinHilbert(s.side**2)
+        operator = Ising(hilbert, lattice, h=s.h, J=s.J)
+        exact = _exact_energy(("tfim_square", s.side, s.h, s.J), operator, hilbert)
+        return lattice, hilbert, operator, MetropolisLocal(hilbert, n_chains=s.n_chains), exact
 
 
 class HeisenbergChain(_AbstractSpinProblem):
     """Heisenberg chain (Pauli units), zero magnetisation, exchange sampler."""
 
     Settings: ClassVar[type] = HeisenbergSettings
-    settings: HeisenbergSettings
-    model_settings: NQSModel
-    hilbert: SpinHilbert
-    lattice: eqx.Module
-    operator: eqx.Module
-    sampler: eqx.Module
-    exact: float = eqx.field(static=True)
 
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
-        self.lattice = chain(s.n_sites)
-        self.hilbert = SpinHilbert(s.n_sites, magnetization=s.n_sites % 2)
-        self.operator = Heisenberg(self.hilbert, self.lattice, J=s.J, marshall_sign=s.marshall_sign)
-        self.sampler = MetropolisExchange(self.hilbert, self.lattice, n_chains=s.n_chains)
-        key = ("heisenberg", s.n_sites, s.J, s.marshall_sign)
-        self.exact = _exact_energy(key, self.operator, self.hilbert)
+    @classmethod
+    def build(cls, s):
+        lattice = chain(s.n_sites)
+        hilbert = SpinHilbert(s.n_sites, magnetization=s.n_sites % 2)
+        operator = Heisenberg(hilbert, lattice, J=s.J, marshall_sign=s.marshall_sign)
+        sampler = MetropolisExchange(hilbert, lattice, n_chains=s.n_chains)
+        exact = _exact_energy(("heisenberg", s.n_sites, s.J, s.marshall_sign), operator, hilbert)
+        return lattice, hilbert, operator, sampler, exact
 
 
 class J1J2Chain(_AbstractSpinProblem):
     """J1-J2 chain (Pauli units), zero magnetisation, exchange moves up to distance 2."""
 
     Settings: ClassVar[type] = J1J2Settings
-    settings: J1J2Settings
-    model_settings: NQSModel
-    hilbert: SpinHilbert
-    lattice: eqx.Module
-    operator: eqx.Module
-    sampler: eqx.Module
-    exact: float = eqx.field(static=True)
 
-    def __init__(self, settings=None, model_settings=None, **overrides):
-        self.settings, self.model_settings = resolve_settings(
-            type(self), settings, model_settings, overrides
-        )
-        s = self.settings
-        self.lattice = chain(s.n_sites)
-        self.hilbert = SpinHilbert(s.n_sites, magnetization=s.n_sites % 2)
-        self.operator = J1J2(
-            self.hilbert, self.lattice, j1=s.j1, j2=s.j2, marshall_sign=s.marshall_sign
-        )
-        self.sampler = MetropolisExchange(self.hilbert, self.lattice, n_chains=s.n_chains, d_max=2)
+    @classmethod
+    def build(cls, s):
+        lattice = chain(s.n_sites)
+        hilbert = SpinHilbert(s.n_sites, magnetization=s.n_sites % 2)
+        operator = J1J2(hilbert, lattice, j1=s.j1, j2=s.j2, marshall_sign=s.marshall_sign)
+        sampler = MetropolisExchange(hilbert, lattice, n_chains=s.n_chains, d_max=2)
         key = ("j1j2", s.n_sites, s.j1, s.j2, s.marshall_sign)
-        self.exact = _exact_energy(key, self.operator, self.hilbert)
+        return lattice, hilbert, operator, sampler, _exact_energy(key, operator, hilbert)
