@@ -27,6 +27,7 @@ __all__ = [
     "make_mesh",
     "batch_sharding",
     "shard_batch",
+    "batch_device_count",
     "replicate",
     "to_host",
     "is_main_process",
@@ -131,6 +132,16 @@ def batch_sharding(mesh: Mesh | None):
         yield mesh
     finally:
         _current_mesh.reset(token)
+
+
+def batch_device_count() -> int:
+    """How many devices `shard_batch` splits over at this point of tracing (1 outside a mesh).
+
+    Problems use it to check, with their own words, that a batch dimension
+    they control (e.g. the number of Markov chains) divides over the devices.
+    """
+    mesh = _current_mesh.get()
+    return 1 if mesh is None else int(mesh.size)
 
 
 def shard_batch(x):

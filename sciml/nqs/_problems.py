@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field
 
+from sciml.parallel import batch_device_count, shard_batch
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import PositiveInt, Section
 
@@ -59,7 +60,7 @@ class VMCSettings(Section):
 
     Attributes:
         n_samples: samples per step (rounded up to a multiple of `n_chains`).
-        n_chains: parallel Markov chains.
+        n_chains: parallel Markov chains (a multiple of `train.devices`: they are split over them).
         n_discard: sweeps each chain discards before recording, every step.
         n_thermalise: sweeps discarded once, when the chains start.
         eval_samples: samples for `evaluate` (from the current chains, not kept).
@@ -185,15 +186,22 @@ class _AbstractSpinProblem(AbstractProblem):
         return model, {"sampler": sampler_state, "samples": samples}
 
     def advance(self, model, state, key):
-        s = self.settings
+        # With `train.devices > 1` the chains are split over the devices: each device moves
+        # its own chains, and the samples (chain-major) stay where they were drawn.
+        s, devices = self.settings, batch_device_count()
+        if s.n_chains % devices:
+            raise ValueError(
+                f"{type(self).__name__}: problem.n_chains = {s.n_chains} does not divide over "
+                f"train.devices = {devices}; choose n_chains as a multiple of {devices}"
+            )
         samples, sampler_state = self.sampler.sample(
-            model, state["sampler"], key, s.n_samples, n_discard=s.n_discard
+            model, shard_batch(state["sampler"]), key, s.n_samples, n_discard=s.n_discard
         )
-        return {"sampler": sampler_state, "samples": samples}
+        return {"sampler": shard_batch(sampler_state), "samples": shard_batch(samples)}
 
     def _flat(self, state):
         samples = state["samples"]
-        return samples.reshape(-1, samples.shape[-1])
+        return shard_batch(samples.reshape(-1, samples.shape[-1]))
 
     def loss(self, model, state, key):
         flat = self._flat(state)
