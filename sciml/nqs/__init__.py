@@ -35,5 +35,6 @@ from ._stats import statistics as statistics
 from ._vmc import SRState as SRState
 from ._vmc import exact_energy as exact_energy
 from ._vmc import local_energies as local_energies
+from ._vmc import log_amplitude_jacobian as log_amplitude_jacobian
 from ._vmc import stochastic_reconfiguration as stochastic_reconfiguration
 from ._vmc import vmc_loss as vmc_loss

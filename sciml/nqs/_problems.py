@@ -32,7 +32,7 @@ from ._models import FFN, RBM, Jastrow, SymmetricRBM
 from ._operators import J1J2, Heisenberg, Ising
 from ._sampler import MetropolisExchange, MetropolisLocal
 from ._stats import check_convergence, statistics
-from ._vmc import local_energies, vmc_loss
+from ._vmc import local_energies, log_amplitude_jacobian, vmc_loss
 
 __all__ = ["HeisenbergChain", "J1J2Chain", "NQSModel", "TFIMChain", "TFIMSquare"]
 
@@ -215,6 +215,7 @@ class _AbstractSpinProblem(AbstractProblem):
         flat = self._flat(state)
         return {
             "log_amplitudes": jax.vmap(model)(flat),
+            "log_amplitude_jacobian": log_amplitude_jacobian(model, flat),
             "local_energies": jax.lax.stop_gradient(
                 local_energies(self.operator, model, flat, self.settings.chunk)
             ),

@@ -12,8 +12,11 @@ Conventions (REFERENCES §4.2, §4.4):
   conjugates complex gradient leaves so that `θ − η g` descends).
 - Stochastic reconfiguration (Sorella 1998) solves `(S + λI) δ = F` with
   `S = Re mean[ΔO* ΔOᵀ]`, `F = Re mean[ΔO* ΔE] = g/2`, and steps `θ ← θ − η δ`
-  (NetKet's convention: `F` is half the gradient, so its learning rates carry
-  over). With `X = ΔO/√n`, `ε = ΔE/√n` stacked as real `X̃ = [Re X; Im X]`,
+  (the imaginary-time convention: `F` is half the gradient, and η is the
+  imaginary-time step `Δτ`; NetKet 3.23's `VMC_SR` solves with the whole
+  gradient, so its learning rate is half of ours for the same step, as
+  `benchmarks/nqs_vs_netket.py` checks). With `X = ΔO/√n`, `ε = ΔE/√n`
+  stacked as real `X̃ = [Re X; Im X]`,
   `ε̃ = [Re ε; Im ε]`: `S = X̃ᵀX̃`, `F = X̃ᵀε̃`, and the minSR/NTK identity
   `(X̃ᵀX̃ + λI)⁻¹X̃ᵀε̃ = X̃ᵀ(X̃X̃ᵀ + λI)⁻¹ε̃` solves a sample-sized system when
   parameters outnumber samples (Chen & Heyl 2024; Rende et al. 2024). SPRING
@@ -25,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +41,7 @@ __all__ = [
     "SRState",
     "exact_energy",
     "local_energies",
+    "log_amplitude_jacobian",
     "stochastic_reconfiguration",
     "vmc_loss",
 ]
@@ -159,14 +164,73 @@ def _real_flat(tree) -> tuple[Array, Callable]:
     return flat, unflatten
 
 
+def log_amplitude_jacobian(model, samples: Array) -> Array:
+    """`O_ik = ∂ log ψ(s_i)/∂θ_k` for every sample, in the real coordinates SR uses.
+
+    One reverse pass per sample (two for complex log ψ: its real and imaginary
+    parts), vmapped over the samples: the cost of a few forward passes of the
+    batch, where `jax.jacfwd` of the batched log-amplitudes costs one batched
+    pass per parameter (about 200× more for an RBM with 440 parameters and
+    1008 samples). A problem's `per_sample` returns it as
+    `"log_amplitude_jacobian"`; `stochastic_reconfiguration` uses it when present.
+
+    Args:
+        model: an equinox module, `log ψ` of ONE configuration; its trained
+            parameters are its inexact array leaves (as the trainer splits them).
+        samples: configurations, shape `(n, N)`.
+
+    Returns:
+        Shape `(n, P)` with `P` real coordinates (a complex parameter counts as
+        its real and imaginary parts, in the order of the trainer's parameter
+        tree); complex when log ψ is, else real.
+
+    Raises:
+        ValueError: `samples` not of shape `(n, N)`.
+    """
+    samples = jnp.asarray(samples)
+    if samples.ndim != 2:
+        raise ValueError(
+            f"log_amplitude_jacobian: samples must have shape (n, N), got {samples.shape}"
+        )
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    flat, unflatten = _real_flat(params)
+
+    def log_psi(v, s):
+        return eqx.combine(unflatten(v), static)(s)
+
+    out = jax.eval_shape(log_psi, flat, samples[0])
+    if jnp.issubdtype(out.dtype, jnp.complexfloating):
+
+        def one(s):
+            parts = jax.jacrev(
+                lambda v: jnp.stack([jnp.real(log_psi(v, s)), jnp.imag(log_psi(v, s))])
+            )
+            re, im = parts(flat)
+            return re + 1j * im
+
+    else:
+
+        def one(s):
+            return jax.grad(log_psi)(flat, s)
+
+    return jax.vmap(one)(samples)
+
+
 def _solve_psd(a: Array, b: Array) -> Array:
-    """`a⁻¹ b` for symmetric positive definite `a` by Cholesky; an eigen-solve if that fails."""
+    """`a⁻¹ b` for symmetric positive definite `a` by Cholesky; an eigen-solve if that fails.
+
+    The eigen-solve runs only when the Cholesky solve is not finite (`lax.cond`):
+    computed every step it cost half of an SR update.
+    """
     chol = jnp.linalg.cholesky(a)
     x = jax.scipy.linalg.cho_solve((chol, True), b)
-    w, v = jnp.linalg.eigh(a)
-    w_inv = jnp.where(w > w.max() * 1e-12, 1.0 / w, 0.0)
-    fallback = v @ (w_inv * (v.T @ b))
-    return jnp.where(jnp.all(jnp.isfinite(x)), x, fallback)
+
+    def eigen_solve(_):
+        w, v = jnp.linalg.eigh(a)
+        w_inv = jnp.where(w > w.max() * 1e-12, 1.0 / w, 0.0)
+        return v @ (w_inv * (v.T @ b))
+
+    return jax.lax.cond(jnp.all(jnp.isfinite(x)), lambda _: x, eigen_solve, None)
 
 
 def stochastic_reconfiguration(
@@ -229,9 +293,18 @@ def stochastic_reconfiguration(
         def log_amplitudes(v):
             return per_sample_fn(unflatten(v))["log_amplitudes"]
 
-        jac = jax.jacfwd(log_amplitudes)(flat)  # (n, P), complex if ψ is
-        n = jac.shape[0]
         out = per_sample_fn(params)
+        jac = out.get("log_amplitude_jacobian")  # (n, P), complex if ψ is
+        if jac is None:  # one batched forward-mode pass per parameter
+            jac = jax.jacfwd(log_amplitudes)(flat)
+        elif jac.shape != (out["log_amplitudes"].shape[0], flat.shape[0]):
+            raise ValueError(
+                "stochastic_reconfiguration: per_sample's 'log_amplitude_jacobian' must have "
+                f"shape (n_samples, n_real_parameters) = "
+                f"({out['log_amplitudes'].shape[0]}, {flat.shape[0]}), got {jac.shape}"
+            )
+        jac = jax.lax.stop_gradient(jac)
+        n = jac.shape[0]
         # Monte Carlo samples weigh 1/n each; a full-sum state passes its exact weights |ψ|²/Σ|ψ|²
         w = out.get("weights")
         w = jnp.full((n,), 1.0 / n, jnp.real(jac).dtype) if w is None else jax.lax.stop_gradient(w)

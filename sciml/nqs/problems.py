@@ -19,7 +19,8 @@ class SRConfig(Section):
     """Stochastic reconfiguration (`optimizer: {name: sr}`; see `sciml.nqs.stochastic_reconfiguration`).
 
     Attributes:
-        lr: learning rate η of `θ ← θ − η (S + λI)⁻¹ F` (NetKet's convention, `F = g/2`).
+        lr: learning rate η of `θ ← θ − η (S + λI)⁻¹ F` (`F = g/2`: η is the
+            imaginary-time step; NetKet's `VMC_SR` takes η/2 for the same step).
         diag_shift: λ.
         solver: `dense` (parameter space), `minsr` (sample space) or `auto` (the smaller).
         momentum: SPRING's μ (0: none).

@@ -10,7 +10,9 @@ reproduces an uninterrupted one bitwise on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -175,6 +177,38 @@ def fit(
             checkpoint left intact.
     """
     train = TrainConfig() if train is None else train
+    with single_threaded_blas():
+        return _fit(problem, optimizer, train, run_dir, resume, callbacks, start_from)
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Within this context, the BLAS/LAPACK that JAX's CPU linear algebra calls runs one thread.
+
+    JAX's CPU `cholesky`, `eigh` and triangular solves call LAPACK through
+    scipy's OpenBLAS, whose worker threads spin against XLA's own thread pool:
+    from Python, an SR step (N = 20 RBM) ran 10x slower and one 257 x 257
+    `eigh` (ENGD) 20-60x slower on a 2-core machine. `fit` trains inside this
+    context (the command line also sets `OPENBLAS_NUM_THREADS=1` before numpy
+    loads). A thread count the user set (`OPENBLAS_NUM_THREADS`,
+    `OMP_NUM_THREADS`, `MKL_NUM_THREADS`) is left alone, as is a setup
+    without threadpoolctl (a scikit-learn dependency).
+    """
+    user_set = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    if any(name in os.environ for name in user_set):
+        yield
+        return
+    try:
+        import scipy.linalg  # noqa: F401  (loads the LAPACK that jaxlib calls, so it is limited)
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _fit(problem, optimizer, train, run_dir, resume, callbacks, start_from) -> FitResult:
     t_start = time.perf_counter()
     if train.compilation_cache:
         enable_compilation_cache()

@@ -20,6 +20,7 @@ from sciml.nqs import (
     chain,
     exact_energy,
     local_energies,
+    log_amplitude_jacobian,
     statistics,
     stochastic_reconfiguration,
     vmc_loss,
@@ -44,7 +45,9 @@ OPERATORS = {
     "ising": (lambda h, lat: Ising(h, lat, h=0.7, J=1.1), None, "float64"),
     "heisenberg_sector": (lambda h, lat: Heisenberg(h, lat, J=1.0), 0, "float64"),
     "pauli_complex": (
-        lambda h, lat: PauliStrings(h, ["XYIIII", "ZZIIIZ", "IIYYII", "XIIIIX"], [0.5, -0.3, 0.8, 1.2]),
+        lambda h, lat: PauliStrings(
+            h, ["XYIIII", "ZZIIIZ", "IIYYII", "XIIIIX"], [0.5, -0.3, 0.8, 1.2]
+        ),
         None,
         "complex128",
     ),
@@ -109,7 +112,9 @@ def test_monte_carlo_energy_and_gradient_within_their_errors(x64):
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     e_flat = e_loc.reshape(-1)
     mc = jax.grad(
-        lambda v: vmc_loss(lambda m, s: m(s), eqx.combine(unravel(v), static), flat_samples, e_flat)[0]
+        lambda v: vmc_loss(
+            lambda m, s: m(s), eqx.combine(unravel(v), static), flat_samples, e_flat
+        )[0]
     )(flat)
     true = jax.grad(lambda v: exact_energy(op, eqx.combine(unravel(v), static), states))(flat)
     # per-sample contributions give a (correlation-inflated) error bar for each component
@@ -148,8 +153,12 @@ def test_sr_with_the_full_sum_state_is_the_exact_natural_gradient(dtype, x64):
     grads = jax.grad(lambda prm: exact_energy(op, eqx.combine(prm, static), states))(params)
     grads = jax.tree.map(jnp.conj, grads)
     lam = 1e-3
-    dense = _sr_update(stochastic_reconfiguration(1.0, lam, solver="dense"), model, per_sample, grads)
-    minsr = _sr_update(stochastic_reconfiguration(1.0, lam, solver="minsr"), model, per_sample, grads)
+    dense = _sr_update(
+        stochastic_reconfiguration(1.0, lam, solver="dense"), model, per_sample, grads
+    )
+    minsr = _sr_update(
+        stochastic_reconfiguration(1.0, lam, solver="minsr"), model, per_sample, grads
+    )
 
     # independent: real coordinates r (real and imaginary parts), O_r = d log psi / d r by
     # finite differences, S = Re <dO* dO>_p, F = 1/2 dE/dr
@@ -174,6 +183,22 @@ def test_sr_with_the_full_sum_state_is_the_exact_natural_gradient(dtype, x64):
     got = np.asarray(_real_coordinates(unflatten_like(dense, params))[0])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(minsr, dense, rtol=1e-7, atol=1e-9)  # push-through identity
+
+    # the per-sample Jacobian by reverse passes: the finite-difference one, and the same SR step
+    jac = log_amplitude_jacobian(model, states)
+    np.testing.assert_allclose(np.asarray(jac), o, rtol=1e-6, atol=1e-8)
+
+    def with_jacobian(prm):
+        return {
+            **per_sample(prm),
+            "log_amplitude_jacobian": log_amplitude_jacobian(eqx.combine(prm, static), states),
+        }
+
+    for solver in ("dense", "minsr"):
+        fast = _sr_update(
+            stochastic_reconfiguration(1.0, lam, solver=solver), model, with_jacobian, grads
+        )
+        np.testing.assert_allclose(fast, dense, rtol=1e-7, atol=1e-9)
 
 
 def unflatten_like(vec, params):
@@ -201,6 +226,17 @@ def test_sr_in_optax_chain_and_errors():
     def per_sample(prm):
         return {"log_amplitudes": jax.vmap(eqx.combine(prm, static))(states)}
 
+    with pytest.raises(ValueError, match=r"must have shape \(n, N\), got \(4,\)"):
+        log_amplitude_jacobian(model, states[0])
+
+    def wrong_jacobian(prm):
+        return {**per_sample(prm), "log_amplitude_jacobian": jnp.zeros((states.shape[0], 3))}
+
+    dense = stochastic_reconfiguration(0.1, 0.01, solver="dense")
+    with pytest.raises(
+        ValueError, match=r"\(n_samples, n_real_parameters\) = \(16, 24\), got \(16, 3\)"
+    ):
+        dense.update(params, dense.init(params), params, per_sample_fn=wrong_jacobian)
     sr = stochastic_reconfiguration(0.1, 0.01, solver="minsr")
     with pytest.raises(ValueError, match="local_energies"):
         sr.update(params, sr.init(params), params, per_sample_fn=per_sample)
@@ -208,3 +244,14 @@ def test_sr_in_optax_chain_and_errors():
     state = chained.init(params)
     updates, _ = chained.update(params, state, params, per_sample_fn=per_sample)
     assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+
+
+def test_the_psd_solve_falls_back_to_an_eigen_solve_when_cholesky_fails(x64):
+    from sciml.nqs._vmc import _solve_psd
+
+    v = jnp.array([[1.0], [2.0], [2.0]]) / 3.0
+    singular = v @ v.T  # rank 1: Cholesky breaks down
+    b = jnp.array([1.0, -1.0, 0.5])
+    np.testing.assert_allclose(_solve_psd(singular, b), np.linalg.pinv(singular) @ b, atol=1e-12)
+    spd = singular + 0.5 * jnp.eye(3)
+    np.testing.assert_allclose(_solve_psd(spd, b), np.linalg.solve(spd, b), rtol=1e-12)
