@@ -32,7 +32,7 @@ from ._models import FFN, RBM, Jastrow, SymmetricRBM
 from ._operators import J1J2, Heisenberg, Ising
 from ._sampler import MetropolisExchange, MetropolisLocal
 from ._stats import check_convergence, statistics
-from ._vmc import local_energies, log_amplitude_jacobian, vmc_loss
+from ._vmc import exact_energy, local_energies, log_amplitude_jacobian, vmc_loss
 
 __all__ = ["HeisenbergChain", "J1J2Chain", "NQSModel", "TFIMChain", "TFIMSquare"]
 
@@ -65,6 +65,9 @@ class VMCSettings(Section):
         n_thermalise: sweeps discarded once, when the chains start.
         eval_samples: samples for `evaluate` (from the current chains, not kept).
         chunk: evaluate log ψ on at most this many configurations at once (`null`: all).
+        full_sum: the noise-free control: exact sums over every configuration of
+            the space instead of Monte Carlo (energy, gradient, SR's matrices with
+            the weights `|ψ|²/Σ|ψ|²`); for spaces of at most 2^20 states.
     """
 
     n_samples: PositiveInt = 1008
@@ -73,6 +76,7 @@ class VMCSettings(Section):
     n_thermalise: Annotated[int, Field(ge=0)] = 100
     eval_samples: PositiveInt = 16384
     chunk: PositiveInt | None = None
+    full_sum: bool = False
 
 
 class TFIMChainSettings(VMCSettings):
@@ -122,6 +126,7 @@ _KNOWN = {
 }
 
 _MAX_ED_STATES = 2**21
+_MAX_FULL_SUM = 2**20
 
 
 class _AbstractSpinProblem(AbstractProblem):
@@ -134,6 +139,7 @@ class _AbstractSpinProblem(AbstractProblem):
     operator: eqx.Module
     sampler: eqx.Module
     exact: float = eqx.field(static=True)
+    states: jax.Array | None  # every configuration (full_sum only)
 
     def __init__(self, settings=None, model_settings=None, **overrides):
         self.settings, self.model_settings = resolve_settings(
@@ -142,6 +148,14 @@ class _AbstractSpinProblem(AbstractProblem):
         self.lattice, self.hilbert, self.operator, self.sampler, self.exact = self.build(
             self.settings
         )
+        self.states = None
+        if self.settings.full_sum:
+            if self.hilbert.n_states > _MAX_FULL_SUM:
+                raise ValueError(
+                    f"{type(self).__name__}: full_sum needs at most {_MAX_FULL_SUM} "
+                    f"configurations; this space has {self.hilbert.n_states}"
+                )
+            self.states = jnp.asarray(self.hilbert.all_states(), jnp.result_type(float))
 
     @classmethod
     @abstractmethod
@@ -178,6 +192,8 @@ class _AbstractSpinProblem(AbstractProblem):
     def init(self, key):
         km, ks, kt = jax.random.split(key, 3)
         model = self._model(km)
+        if self.states is not None:  # full sum: no chains
+            return model, None
         sampler_state = self.sampler.init(ks)
         s = self.settings
         samples, sampler_state = self.sampler.sample(
@@ -186,6 +202,8 @@ class _AbstractSpinProblem(AbstractProblem):
         return model, {"sampler": sampler_state, "samples": samples}
 
     def advance(self, model, state, key):
+        if self.states is not None:
+            return state
         # With `train.devices > 1` the chains are split over the devices: each device moves
         # its own chains, and the samples (chain-major) stay where they were drawn.
         s, devices = self.settings, batch_device_count()
@@ -203,7 +221,21 @@ class _AbstractSpinProblem(AbstractProblem):
         samples = state["samples"]
         return shard_batch(samples.reshape(-1, samples.shape[-1]))
 
+    def _full_sum(self, model):
+        """Exact weights `|ψ|²/Σ|ψ|²` and local energies over every configuration."""
+        lp = jnp.real(jax.vmap(model)(self.states))
+        w = jnp.exp(2 * (lp - jnp.max(lp)))
+        return jax.lax.stop_gradient(w / jnp.sum(w)), local_energies(
+            self.operator, model, self.states, self.settings.chunk
+        )
+
     def loss(self, model, state, key):
+        if self.states is not None:
+            p, e_loc = self._full_sum(model)
+            energy = exact_energy(self.operator, model, self.states)
+            e_loc = jax.lax.stop_gradient(jnp.real(e_loc))
+            variance = jnp.sum(p * (e_loc - jnp.sum(p * e_loc)) ** 2)
+            return energy, (state, {"energy": energy, "variance": variance})
         flat = self._flat(state)
         e_loc = local_energies(self.operator, model, flat, self.settings.chunk)
         loss, metrics = vmc_loss(lambda m, x: m(x), model, flat, e_loc)
@@ -212,6 +244,14 @@ class _AbstractSpinProblem(AbstractProblem):
         return loss, (state, metrics)
 
     def per_sample(self, model, state, key):
+        if self.states is not None:
+            p, e_loc = self._full_sum(model)
+            return {
+                "log_amplitudes": jax.vmap(model)(self.states),
+                "log_amplitude_jacobian": log_amplitude_jacobian(model, self.states),
+                "local_energies": jax.lax.stop_gradient(e_loc),
+                "weights": p,
+            }
         flat = self._flat(state)
         return {
             "log_amplitudes": jax.vmap(model)(flat),
@@ -223,6 +263,20 @@ class _AbstractSpinProblem(AbstractProblem):
 
     def evaluate(self, model, state, key):
         s = self.settings
+        if self.states is not None:
+            p, e_loc = self._full_sum(model)
+            e_loc = jnp.real(e_loc)
+            energy = float(jnp.sum(p * e_loc))
+            return {
+                "energy": energy,
+                "energy_error": 0.0,
+                "exact_energy": self.exact,
+                "rel_error": abs(energy - self.exact) / abs(self.exact),
+                "variance": float(jnp.sum(p * (e_loc - energy) ** 2)),
+                "r_hat": 1.0,
+                "tau_corr": 0.0,
+                "acceptance": 1.0,
+            }
         e_loc, acceptance = _eval_energies(
             self.operator,
             self.sampler,
