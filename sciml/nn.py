@@ -18,6 +18,7 @@ front of a network with `Sequential`:
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable
 
@@ -38,7 +39,30 @@ __all__ = [
     "PeriodicEmbedding",
     "Sequential",
     "activation_by_name",
+    "batch_apply",
 ]
+
+# Set by sciml.kfac while it traces a problem (None otherwise): `batch_apply` hands the batch
+# to `_BATCH_HOOK`, which runs each example with `_DENSE_TAP` set, and every `Dense` passes
+# its input and output through that tap (to record the input and add a zero probe).
+_BATCH_HOOK: contextvars.ContextVar = contextvars.ContextVar("sciml_batch_hook", default=None)
+_DENSE_TAP: contextvars.ContextVar = contextvars.ContextVar("sciml_dense_tap", default=None)
+
+
+def batch_apply(fn: Callable, xs):
+    """`jax.vmap(fn)(xs)`: a per-example function over a batch, where K-FAC can see it.
+
+    Use it wherever a problem evaluates its network on a batch in `loss` and
+    `per_sample`: K-FAC (`sciml.kfac`) gets the input and output gradient of
+    every `Dense` that `fn` calls, per example. Without K-FAC it is exactly
+    `jax.vmap(fn)(xs)`.
+
+    Args:
+        fn: a function of ONE example (a pytree of arrays), e.g. a model.
+        xs: the batch: arrays with a common leading axis.
+    """
+    hook = _BATCH_HOOK.get()
+    return jax.vmap(fn)(xs) if hook is None else hook(fn, xs)
 
 
 def _rbf(x):
@@ -158,7 +182,9 @@ class Dense(eqx.Module):
     def __call__(self, x: Float[Array, " in"]) -> Float[Array, " out"]:
         _check_input(x, self.in_size, "Dense")
         y = self.weight @ x
-        return y if self.bias is None else y + self.bias
+        y = y if self.bias is None else y + self.bias
+        tap = _DENSE_TAP.get()
+        return y if tap is None else tap(self, x, y)
 
 
 class FactorizedDense(eqx.Module):

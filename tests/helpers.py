@@ -22,6 +22,10 @@ _FLOW_NET = {"layers": 1, "width": 4, "depth": 1, "knots": 3}
 _NQS = {"n_samples": 16, "n_chains": 4, "n_thermalise": 20, "n_discard": 2, "eval_samples": 1024}
 
 PROBLEMS: dict[str, tuple[dict, dict]] = {
+    # K-FAC: the first images of digits, a small autoencoder
+    "kfac_digits_least_squares": ({"n_images": 40}, {}),
+    "kfac_digits_softmax": ({"n_images": 40}, {}),
+    "kfac_digits_autoencoder": ({"n_images": 40}, {"widths": [6, 3, 6]}),
     # NQS: small lattices, each model kind somewhere
     "nqs_tfim_chain": ({**_NQS, "n_sites": 6}, {"kind": "rbm"}),
     "nqs_tfim_square": ({**_NQS, "side": 2}, {"kind": "symmetric_rbm"}),

@@ -27,7 +27,8 @@ from sciml.trainer import TrainConfig, fit, split_model
 PINN = sorted(name for name in PROBLEMS if name.startswith("pinn_"))
 FLOWS = sorted(name for name in PROBLEMS if name.startswith(("flow_", "cnf_")))
 NQS = sorted(name for name in PROBLEMS if name.startswith("nqs_"))
-CORE = sorted(name for name in PROBLEMS if name not in PINN + FLOWS + NQS)
+KFAC = sorted(name for name in PROBLEMS if name.startswith("kfac_"))
+CORE = sorted(name for name in PROBLEMS if name not in PINN + FLOWS + NQS + KFAC)
 
 
 class Case(NamedTuple):
@@ -61,7 +62,7 @@ def case(request):
 
 def test_catalogue_lists_every_registered_problem():
     assert set(PROBLEMS) == set(list_problems())
-    assert sorted(CORE + PINN + FLOWS + NQS) == sorted(PROBLEMS)  # each runs in one battery file
+    assert sorted(CORE + PINN + FLOWS + NQS + KFAC) == sorted(PROBLEMS)  # each runs in one battery file
 
 
 def test_init_and_jitted_loss_is_finite(case, getkey):
