@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextvars
 import math
 from collections.abc import Callable
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -39,6 +40,7 @@ __all__ = [
     "PeriodicEmbedding",
     "Sequential",
     "activation_by_name",
+    "affine",
     "batch_apply",
 ]
 
@@ -47,6 +49,34 @@ __all__ = [
 # its input and output through that tap (to record the input and add a zero probe).
 _BATCH_HOOK: contextvars.ContextVar = contextvars.ContextVar("sciml_batch_hook", default=None)
 _DENSE_TAP: contextvars.ContextVar = contextvars.ContextVar("sciml_dense_tap", default=None)
+
+
+class _AffineCall(NamedTuple):
+    """What K-FAC's tap sees of one `affine` call: the arrays (by identity) and the sizes."""
+
+    weight: Array
+    bias: Array | None
+    in_size: int
+    out_size: int
+
+
+def affine(weight: Array, bias: Array | None, x: Array) -> Array:
+    """`weight @ x + bias` for ONE example, visible to K-FAC (the call `Dense` makes).
+
+    A custom layer that applies a weight matrix should call this, so that K-FAC
+    (`sciml.kfac`) can give it a Kronecker block; calling it several times with
+    the same weight (e.g. once per Taylor-mode channel, with `bias=None` for
+    the derivative channels) makes a weight-sharing layer.
+
+    Args:
+        weight: `(out, in)`. bias: `(out,)` or `None`. x: `(in,)`.
+    """
+    y = weight @ x
+    y = y if bias is None else y + bias
+    tap = _DENSE_TAP.get()
+    if tap is None:
+        return y
+    return tap(_AffineCall(weight, bias, weight.shape[1], weight.shape[0]), x, y)
 
 
 def batch_apply(fn: Callable, xs):
@@ -144,6 +174,7 @@ class Dense(eqx.Module):
     bias: Float[Array, " out"] | None
     in_size: int = eqx.field(static=True)
     out_size: int = eqx.field(static=True)
+    kfac_affine: ClassVar[tuple] = (("weight", "bias"),)  # what K-FAC may precondition
 
     def __init__(
         self,
@@ -181,10 +212,7 @@ class Dense(eqx.Module):
 
     def __call__(self, x: Float[Array, " in"]) -> Float[Array, " out"]:
         _check_input(x, self.in_size, "Dense")
-        y = self.weight @ x
-        y = y if self.bias is None else y + self.bias
-        tap = _DENSE_TAP.get()
-        return y if tap is None else tap(self, x, y)
+        return affine(self.weight, self.bias, x)
 
 
 class FactorizedDense(eqx.Module):

@@ -26,6 +26,7 @@ PROBLEMS: dict[str, tuple[dict, dict]] = {
     "kfac_digits_least_squares": ({"n_images": 40}, {}),
     "kfac_digits_softmax": ({"n_images": 40}, {}),
     "kfac_digits_autoencoder": ({"n_images": 40}, {"widths": [6, 3, 6]}),
+    "kfac_pinn_poisson2d": ({"n_side": 4, "n_boundary_side": 3, "eval_grid": 5}, {"width": 6}),
     # NQS: small lattices, each model kind somewhere
     "nqs_tfim_chain": ({**_NQS, "n_sites": 6}, {"kind": "rbm"}),
     "nqs_tfim_square": ({**_NQS, "side": 2}, {"kind": "symmetric_rbm"}),

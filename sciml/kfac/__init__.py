@@ -12,3 +12,4 @@ from ._kfac import describe as describe
 from ._kfac import kfac as kfac
 from ._kfac import kfac_layers as kfac_layers
 from ._kfac import precondition as precondition
+from ._taylor import mlp_laplacian as mlp_laplacian

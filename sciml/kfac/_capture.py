@@ -34,7 +34,9 @@ class LayerCall:
     Attributes:
         weight: index of the layer's weight among the flattened parameter leaves,
             `None` when the weight is not a parameter leaf as it stands.
-        bias: index of its bias, or `None` (no bias, or a bias that is not a parameter).
+        bias: index of the bias this call added, or `None` (no bias in this call,
+            e.g. a derivative channel of a Taylor-mode pass, or a bias that is not
+            a parameter): its homogeneous coordinate is then 0.
         in_size, out_size: the layer's sizes.
         name: the weight's path in the parameter tree (for reports).
     """

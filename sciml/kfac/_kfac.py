@@ -42,7 +42,6 @@ import numpy as np
 import optax
 from jaxtyping import Array
 
-from sciml import nn
 from sciml.optim import request_extra_args
 
 from ._capture import discover, forward_with_probes, zero_probes
@@ -101,35 +100,39 @@ class KFACState(NamedTuple):
     rho: Array
 
 
-def _is_dense(x) -> bool:
-    return isinstance(x, nn.Dense)
+def _has_affine(x) -> bool:
+    return isinstance(getattr(type(x), "kfac_affine", None), tuple)
 
 
 def kfac_layers(params) -> list[Layer]:
-    """The `sciml.nn.Dense` layers of a parameter tree (K-FAC's candidate Kronecker blocks).
+    """The affine maps of a parameter tree (K-FAC's candidate Kronecker blocks).
+
+    A module declares its affine maps with the class attribute `kfac_affine`,
+    pairs `(weight_field, bias_field or None)` of arrays it applies through
+    `sciml.nn.affine`: `sciml.nn.Dense` declares `(("weight", "bias"),)`, the
+    NQS `RBM` `(("weights", "hidden_bias"),)`.
 
     Args:
         params: the trained parameters, e.g. `eqx.filter(model, eqx.is_inexact_array)`.
 
     Returns:
-        One `Layer` per `Dense` whose weight is a parameter leaf, in tree order.
+        One `Layer` per declared map whose weight is a parameter leaf, in tree order.
     """
     leaves_with_path = jax.tree_util.tree_leaves_with_path(params)
     index = {id(leaf): i for i, (_, leaf) in enumerate(leaves_with_path)}
     found = []
-    for path, node in jax.tree_util.tree_leaves_with_path(params, is_leaf=_is_dense):
-        if not _is_dense(node) or node.weight is None or id(node.weight) not in index:
+    for path, node in jax.tree_util.tree_leaves_with_path(params, is_leaf=_has_affine):
+        if not _has_affine(node):
             continue
-        bias = None if node.bias is None else index.get(id(node.bias))
-        found.append(
-            Layer(
-                jax.tree_util.keystr(path),
-                index[id(node.weight)],
-                bias,
-                node.in_size,
-                node.out_size,
-            )
-        )
+        for w_name, b_name in type(node).kfac_affine:
+            weight = getattr(node, w_name, None)
+            if weight is None or id(weight) not in index or jnp.ndim(weight) != 2:
+                continue
+            bias = None if b_name is None else getattr(node, b_name, None)
+            b = None if bias is None else index.get(id(bias))
+            name = jax.tree_util.keystr(path) + ("" if w_name == "weight" else f".{w_name}")
+            out_size, in_size = jnp.shape(weight)
+            found.append(Layer(name, index[id(weight)], b, int(in_size), int(out_size)))
     return found
 
 
@@ -247,8 +250,9 @@ def kfac(
         layers = kfac_layers(params)
         if not layers:
             raise ValueError(
-                "kfac: the model has no sciml.nn.Dense layers K-FAC can see (its parameters "
-                "hold none); build it from sciml.nn.Dense / MLP, or use another optimizer"
+                "kfac: the model has no sciml.nn.Dense layers K-FAC can see (no module of its "
+                "parameters declares kfac_affine maps); build it from sciml.nn.Dense / MLP, or "
+                "use another optimizer"
             )
         leaves = jax.tree.leaves(params)
         dtype = jnp.result_type(*leaves)
@@ -497,6 +501,8 @@ def curvature_factors(per_sample_fn: Callable, params, curvature: str = "ggn", k
     cotangents = _cotangents(primal, out, curvature, key)  # (k, *primal.shape)
     (gs,) = jax.vmap(vjp)(cotangents)  # probes-shaped, each with a leading k axis
 
+    # A: the mean over every example and weight-sharing call (the "expand" flavour: channels
+    # and terms count as extra examples); G: the sum (the g carry the loss's weights).
     a_sum = [jnp.zeros((_a_size(lay),) * 2, dtype) for lay in layers]
     a_count = [0] * len(layers)
     g_sum = [jnp.zeros((lay.out_size,) * 2, dtype) for lay in layers]
@@ -505,8 +511,11 @@ def curvature_factors(per_sample_fn: Callable, params, curvature: str = "ggn", k
             i = slot.get(c.weight) if c.weight is not None else None
             if i is None:
                 continue
-            if layers[i].bias is not None:
-                act = jnp.concatenate([act, jnp.ones_like(act[:, :1])], axis=1)
+            if layers[i].bias is not None:  # homogeneous coordinate: 1 where this call added it
+                one = (
+                    jnp.ones_like(act[:, :1]) if c.bias is not None else jnp.zeros_like(act[:, :1])
+                )
+                act = jnp.concatenate([act, one], axis=1)
             a_sum[i] = a_sum[i] + act.T @ act
             a_count[i] += act.shape[0]
             gk = gk.reshape(-1, gk.shape[-1])  # (k n, out)

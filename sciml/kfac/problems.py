@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from sciml.kfac._kfac import kfac
+from sciml.kfac._pinn import KFACPoisson2D
 from sciml.kfac._problems import DigitsAutoencoder, DigitsLeastSquares, DigitsSoftmax
 from sciml.optim import register_optimizer
 from sciml.optim._builtin import make_schedule
@@ -88,4 +89,9 @@ register_problem(
     "kfac_digits_autoencoder",
     DigitsAutoencoder,
     description="K-FAC: digits autoencoder 64-128-64-16-64-128-64 (PCA baseline 0.35339786)",
+)
+register_problem(
+    "kfac_pinn_poisson2d",
+    KFACPoisson2D,
+    description="K-FAC: 2-D Poisson PINN, tanh MLP 2-64-1, weight-sharing (Taylor-mode) K-FAC",
 )

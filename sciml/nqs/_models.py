@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Inexact, PRNGKeyArray
+
+from sciml.nn import affine
 
 __all__ = ["FFN", "PARAM_DTYPES", "RBM", "Jastrow", "SymmetricFFN", "SymmetricRBM", "log_cosh"]
 
@@ -159,6 +162,7 @@ class RBM(eqx.Module):
     visible_bias: Inexact[Array, " N"] | None
     hidden_bias: Inexact[Array, " M"]
     weights: Inexact[Array, "M N"]
+    kfac_affine: ClassVar[tuple] = (("weights", "hidden_bias"),)  # K-FAC's Kronecker block
     n_sites: int = eqx.field(static=True)
     n_hidden: int = eqx.field(static=True)
 
@@ -200,7 +204,7 @@ class RBM(eqx.Module):
     def __call__(self, s: Array) -> Array:
         """log ψ(s) for one configuration `s` of shape `(N,)`; a scalar of the parameter dtype."""
         s = _config(s, self.n_sites, self.weights.dtype, "RBM")
-        out = jnp.sum(log_cosh(self.weights @ s + self.hidden_bias))
+        out = jnp.sum(log_cosh(affine(self.weights, self.hidden_bias, s)))
         if self.visible_bias is not None:
             out = out + self.visible_bias @ s
         return out

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field
 
+from sciml.nn import batch_apply
 from sciml.parallel import batch_device_count, shard_batch
 from sciml.problems import AbstractProblem, resolve_settings
 from sciml.schema import PositiveInt, Section
@@ -254,7 +255,7 @@ class _AbstractSpinProblem(AbstractProblem):
             }
         flat = self._flat(state)
         return {
-            "log_amplitudes": jax.vmap(model)(flat),
+            "log_amplitudes": batch_apply(model, flat),  # K-FAC sees the RBM's affine map
             "log_amplitude_jacobian": log_amplitude_jacobian(model, flat),
             "local_energies": jax.lax.stop_gradient(
                 local_energies(self.operator, model, flat, self.settings.chunk)
