@@ -308,3 +308,15 @@ def test_intervals_longer_than_the_run_are_rejected():
     msgs = errors_of(apply_overrides(base(), ["train.steps=100"]))  # warmup 200, eval every 1000
     assert any(m.startswith("config error: optimizer.schedule.warmup_steps: 200 is longer than the run") for m in msgs)
     assert any(m.startswith("config error: train.eval_every: 1000 is longer than the run") for m in msgs)
+
+
+def test_every_shipped_config_validates_and_names_a_registered_problem_and_optimizer():
+    """configs/*.yaml are what users copy: each must load as it stands (a renamed setting or a
+    removed option breaks a config before any user sees it)."""
+    from sciml.problems import list_problems
+
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(paths) >= 20
+    for path in paths:
+        cfg = load_config(path, [])
+        assert cfg.problem_name in list_problems(), path.name
