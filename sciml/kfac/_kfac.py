@@ -83,7 +83,7 @@ class KFACState(NamedTuple):
         g: per layer, the running estimate of `G` (`out` square).
         a_eig, g_eig: per layer, `(eigenvalues, eigenvectors)` of the damped
             inverse's factors, refreshed every `inverse_every` steps.
-        a_pi: per layer, the π of factored damping at the last refresh.
+        pi: per layer, the π of factored damping at the last refresh.
         velocity: the previous update δ₀ (parameter-shaped; the momentum buffer).
         damping: the current λ (adapted when `adapt_damping`).
         rho: the last reduction ratio ρ (NaN before the first adaptation).

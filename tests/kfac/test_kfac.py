@@ -103,6 +103,12 @@ def test_precondition_matches_the_damped_kronecker_solve(x64, getkey):
     damped = np.kron(np.asarray(a) + pi * gamma * np.eye(4), np.asarray(g) + gamma / pi * np.eye(3))
     factored = np.linalg.solve(damped, vec(v))
     np.testing.assert_allclose(vec(precondition(v, a_eig, g_eig, pi, lam)), factored, rtol=1e-10)
+    # the refresh computes the same π (and the eigendecompositions) from the factors
+    from sciml.kfac._kfac import _eigens
+
+    (a_e,), (g_e,), (pi_k,) = _eigens((a,), (g,))
+    assert float(pi_k) == pytest.approx(pi, rel=1e-12)
+    np.testing.assert_allclose(a_e[0], a_eig[0], rtol=1e-10, atol=1e-14)
 
 
 def test_sampled_fisher_averages_to_the_exact_categorical_fisher(x64, getkey):
