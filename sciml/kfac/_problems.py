@@ -190,8 +190,8 @@ def _softmax_optimum(n_images: int | None, lam: float) -> float:
 
 def _newton_softmax(n_images: int | None, lam: float, iterations: int = 12) -> float:
     """Newton's method with the exact Hessian in float64 (quadratic convergence: 12 steps reach
-    the loss's rounding from zero). The Hessian is singular along a common shift of the biases
-    (and along every direction of W for λ = 0 on separable data): a pseudo-inverse step."""
+    the loss's rounding from zero). The Hessian is singular along a common shift of the biases,
+    along which the gradient vanishes: a ridge of 1e-12 of its trace fixes that direction."""
     x, labels = digits(n_images)
     with jax.enable_x64(True):
         xa = jnp.asarray(np.hstack([x, np.ones((len(x), 1))]), jnp.float64)
@@ -211,7 +211,9 @@ def _newton_softmax(n_images: int | None, lam: float, iterations: int = 12) -> f
             h = jnp.einsum("nij,nk,nl->ikjl", d, xa, xa) / n
             h = h + lam * jnp.einsum("ij,kl->ikjl", jnp.eye(10), jnp.diag(penalty))
             g = jax.grad(loss)(wb)
-            delta = jnp.linalg.lstsq(h.reshape(650, 650), g.ravel())[0]
+            # a tiny ridge fixes the common bias shift (the gradient has no component along it)
+            hm = h.reshape(650, 650)
+            delta = jnp.linalg.solve(hm + 1e-12 * jnp.trace(hm) * jnp.eye(650), g.ravel())
             return wb - delta.reshape(10, 65)
 
         wb = jnp.zeros((10, 65))

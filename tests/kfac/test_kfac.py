@@ -229,8 +229,10 @@ def test_quadratic_model_and_levenberg_marquardt_on_a_quadratic_loss(x64):
                damping_every=1, min_damping=1e-12)
     opt_state = opt.init(params)
     grads = jax.grad(value_fn)(params)
-    updates, new_state = opt.update(grads, opt_state, params, per_sample_fn=per_sample,
-                                    value=value_fn(params), value_fn=value_fn)
+    updates, new_state = jax.jit(
+        lambda g, st, p: opt.update(g, st, p, per_sample_fn=per_sample, value=value_fn(p),
+                                    value_fn=value_fn)
+    )(grads, opt_state, params)
     assert float(new_state.rho) == pytest.approx(1.0, abs=1e-6)
     assert float(new_state.damping) == pytest.approx(lam * (19 / 20), rel=1e-12)
     after = value_fn(optax.apply_updates(params, updates))
@@ -243,15 +245,17 @@ def test_quadratic_model_and_levenberg_marquardt_on_a_quadratic_loss(x64):
     model, _ = softmax.init(jax.random.key(3))
     params, static = eqx.partition(model, eqx.is_inexact_array)
 
-    def value_fn(p):
+    def softmax_value(p):
         return softmax.loss(eqx.combine(p, static), None, None)[0]
 
-    def per_sample(p):
+    def softmax_per_sample(p):
         return softmax.per_sample(eqx.combine(p, static), None, None)
 
     opt = kfac(30.0, 1e-3, ema=0.0, adapt_damping=True, damping_every=1)
-    _, bad = opt.update(jax.grad(value_fn)(params), opt.init(params), params,
-                        per_sample_fn=per_sample, value=value_fn(params), value_fn=value_fn)
+    _, bad = jax.jit(
+        lambda p: opt.update(jax.grad(softmax_value)(p), opt.init(p), p, per_sample_fn=softmax_per_sample,
+                             value=softmax_value(p), value_fn=softmax_value)
+    )(params)
     assert float(bad.rho) < 0.25 and float(bad.damping) == pytest.approx(1e-3 * 20 / 19)
 
 
@@ -315,3 +319,16 @@ def test_rbm_block_is_the_log_amplitude_outer_product_for_one_sample(x64, getkey
     leaves = jax.tree.leaves(o)
     vec = jnp.concatenate([leaves[lay.weight], leaves[lay.bias][:, None]], axis=1).T.ravel()
     np.testing.assert_allclose(np.kron(a, g), np.outer(vec, vec), atol=1e-13)
+
+
+def test_the_digits_optima_are_the_issues_reference_values(x64):
+    """The optima the problems report, computed independently: least squares (lstsq), softmax
+    regression (Newton with the exact Hessian; the default's value is cached, so recompute it)
+    and the PCA baseline (SVD), against the published digits references."""
+    from sciml.kfac._problems import _newton_softmax
+    from sciml.problems import build_problem
+
+    assert build_problem("kfac_digits_least_squares", {}, {}).optimum == pytest.approx(0.1540112138, abs=1e-10)
+    assert _newton_softmax(None, 1e-3) == pytest.approx(0.2618645472, abs=1e-10)
+    assert build_problem("kfac_digits_softmax", {}, {}).optimum == pytest.approx(0.2618645472, abs=1e-10)
+    assert build_problem("kfac_digits_autoencoder", {}, {}).optimum == pytest.approx(0.35339786, abs=1e-8)
