@@ -263,6 +263,7 @@ def _train_cli(*args):
     return [PYTHON, "-m", "sciml.train", str(SPIRAL), *args]
 
 
+@pytest.mark.slow  # kills a live run; the default suite resumes runs cut short (test_cli_safety, test_multihost)
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     common = [
         "train.steps=2000", "train.log_every=100", "train.checkpoint_every=500",
@@ -323,6 +324,7 @@ def test_four_devices_match_one_device(x64, getkey):
     assert len(jax.tree.leaves(g4)[0].sharding.device_set) == 4
 
 
+@pytest.mark.slow  # default suite: tests/test_multihost.py (2x2 vs 1x4) and tests/nqs/test_problems.py
 def test_fit_on_all_devices_matches_one_device(x64):
     problem = small_spiral()
     one = fit(problem, optax.adam(1e-3), quiet(steps=20, log_every=10, devices=1))

@@ -128,8 +128,8 @@ def test_monte_carlo_energy_and_gradient_within_their_errors(x64):
 def _sr_update(transform, model, per_sample, grads):
     params = eqx.filter(model, eqx.is_inexact_array)
     state = transform.init(params)
-    updates, _ = transform.update(grads, state, params, per_sample_fn=per_sample)
-    return jax.flatten_util.ravel_pytree(updates)[0]
+    update = jax.jit(lambda g, st, p: transform.update(g, st, p, per_sample_fn=per_sample)[0])
+    return jax.flatten_util.ravel_pytree(update(grads, state, params))[0]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
@@ -164,6 +164,7 @@ def test_sr_with_the_full_sum_state_is_the_exact_natural_gradient(dtype, x64):
     # finite differences, S = Re <dO* dO>_p, F = 1/2 dE/dr
     flat_r, unflatten = _real_coordinates(params)
 
+    @jax.jit
     def log_psi_r(r):
         return jax.vmap(eqx.combine(unflatten(r), static))(states)
 
