@@ -177,6 +177,7 @@ def kfac(
     adapt_damping: bool = False,
     damping_every: int = 5,
     min_damping: float = 1e-8,
+    l2: float = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
     """K-FAC preconditioning of the `sciml.nn.Dense` layers, as an optax transformation.
 
@@ -208,6 +209,10 @@ def kfac(
             `ρ = (h(θ + δ) − h(θ)) / M(δ)`; `ρ < ¼`: `λ ← λ/ω`, `ρ > ¾`:
             `λ ← ωλ`, `ω = (19/20)^damping_every`, `λ >= min_damping`. Costs a
             loss evaluation (and, without `adaptive`, one curvature product).
+        l2: the curvature η >= 0 of an L2 penalty `(η/2)‖θ‖²` in the loss, which
+            the factors and the exact Gauss-Newton products leave out: it is
+            added to the damping of the preconditioner and of the quadratic
+            model (M&G's `λ + η`), and is not adapted.
 
     Raises:
         ValueError: bad settings (naming the allowed ones); at `init`, a parameter
@@ -243,6 +248,7 @@ def kfac(
         "an integer >= 1",
     )
     _check("min_damping", min_damping, np.isfinite(min_damping) and min_damping > 0, "> 0")
+    _check("l2", l2, np.isfinite(l2) and l2 >= 0, ">= 0")
     schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
     omega = (19.0 / 20.0) ** damping_every
 
@@ -305,7 +311,7 @@ def kfac(
             v = leaves[layer.weight]
             if layer.bias is not None:
                 v = jnp.concatenate([v, leaves[layer.bias][:, None]], axis=1)
-            u = precondition(v, ae, ge, p, lam, damping_kind)
+            u = precondition(v, ae, ge, p, lam + l2, damping_kind)
             if layer.bias is not None:
                 out[layer.weight], out[layer.bias] = u[:, :-1], u[:, -1]
             else:
@@ -320,11 +326,11 @@ def kfac(
         if adaptive:
             direction = jax.tree.map(jnp.negative, precond)
             delta, model_value = _quadratic_step(
-                per_sample_fn, params, grads, direction, state.velocity, lam, state.count == 0
+                per_sample_fn, params, grads, direction, state.velocity, lam + l2, state.count == 0
             )
             delta = jax.tree.map(lambda x: lr * x, delta)
             if callable(learning_rate) or learning_rate != 1.0:  # M of the scaled step
-                model_value = _model_value(per_sample_fn, params, grads, delta, lam)
+                model_value = _model_value(per_sample_fn, params, grads, delta, lam + l2)
             velocity = delta
         else:
             velocity = jax.tree.map(lambda vel, x: momentum * vel - lr * x, state.velocity, precond)
@@ -340,7 +346,7 @@ def kfac(
                 m = (
                     model_value
                     if adaptive
-                    else _model_value(per_sample_fn, params, grads, delta, lam)
+                    else _model_value(per_sample_fn, params, grads, delta, lam + l2)
                 )
                 new_params = optax.apply_updates(params, delta)
                 r = (value_fn(new_params) - value) / m

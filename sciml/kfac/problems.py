@@ -33,6 +33,8 @@ class KFACConfig(Section):
             (the step is `lr` times the model's; use `lr: 1`).
         adapt_damping: Levenberg-Marquardt adaptation of λ every `damping_every` steps.
         damping_every, min_damping: its interval and floor.
+        l2: the curvature of the loss's L2 penalty (added to the damping; e.g. the
+            softmax problem's `weight_decay`).
         schedule: learning-rate schedule.
     """
 
@@ -49,6 +51,7 @@ class KFACConfig(Section):
     adapt_damping: bool = False
     damping_every: PositiveInt = 5
     min_damping: PositiveFloat = 1e-8
+    l2: Annotated[float, Field(ge=0)] = 0.0
     schedule: Schedule = ConstantSchedule()
 
 
@@ -66,6 +69,7 @@ def _kfac(cfg: KFACConfig, total_steps: int):
         adapt_damping=cfg.adapt_damping,
         damping_every=cfg.damping_every,
         min_damping=cfg.min_damping,
+        l2=cfg.l2,
     )
 
 

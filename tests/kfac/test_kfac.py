@@ -332,3 +332,17 @@ def test_the_digits_optima_are_the_issues_reference_values(x64):
     assert _newton_softmax(None, 1e-3) == pytest.approx(0.2618645472, abs=1e-10)
     assert build_problem("kfac_digits_softmax", {}, {}).optimum == pytest.approx(0.2618645472, abs=1e-10)
     assert build_problem("kfac_digits_autoencoder", {}, {}).optimum == pytest.approx(0.35339786, abs=1e-8)
+
+
+def test_adaptive_kfac_converges_with_another_weight_decay_when_told_its_curvature(x64):
+    """Softmax regression with λ = 1e-2 (the config says 1e-3): with `l2=λ` the quadratic model
+    knows the penalty's curvature and K-FAC reaches Newton's optimum (the same settings without
+    `l2` and with damping 1e-3 diverged on all images)."""
+    from sciml.config import TrainConfig
+    from sciml.problems import build_problem
+    from sciml.trainer import fit
+
+    problem = build_problem("kfac_digits_softmax", {"n_images": 100, "weight_decay": 1e-2}, {})
+    cfg = TrainConfig(steps=100, log_every=100, eval_every=None, checkpoint_every=None, progress=False)
+    result = fit(problem, kfac(1.0, 1e-6, ema=0.0, adaptive=True, l2=1e-2), cfg)
+    assert result.summary["gap"] < 1e-8, result.summary
