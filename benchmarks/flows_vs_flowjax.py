@@ -50,11 +50,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,7 +63,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import sciml_version, write_result
+from _common import PeerWorker, sciml_version, write_result
 from _flowjax_worker import Harness
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,33 +286,13 @@ class ScimlSide:
         pass
 
 
-class FlowjaxSide:
+class FlowjaxSide(PeerWorker):
     """The long-lived worker in the flowjax venv."""
 
+    name = "flowjax"
+
     def __init__(self, python: Path, data_file: Path):
-        cmd = [str(python), str(WORKER), str(data_file)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"flowjax worker did not start (exit {self.proc.wait()})")
-        self.info = json.loads(line)
-
-    def request(self, req: dict) -> dict:
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("flowjax worker died (see its stderr above)")
-        out = json.loads(line)
-        if "error" in out:
-            raise RuntimeError(f"flowjax worker: {out['error']}")
-        return out
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+        super().__init__(python, WORKER, data_file)
 
 
 def start_sides(data: dict, tmp: Path, python: Path, variants=()) -> tuple[dict, list[str]]:

@@ -65,11 +65,9 @@ Output: markdown on stdout, JSON in `benchmarks/results/kfac_vs_kfacjax.json`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -219,6 +217,9 @@ def _finite(v: float) -> bool:
     return v == v and abs(v) != float("inf")
 
 
+from _common import PeerWorker  # noqa: E402  (the script's folder is on sys.path)
+
+
 def _sciml_version() -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import sciml_version
@@ -226,33 +227,13 @@ def _sciml_version() -> dict:
     return sciml_version()
 
 
-class KfacjaxSide:
+class KfacjaxSide(PeerWorker):
     """The long-lived worker in kfac-jax's venv."""
 
+    name = "kfac-jax"
+
     def __init__(self, python: Path, data_file: Path):
-        cmd = [str(python), str(WORKER), str(data_file)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"kfac-jax worker did not start (exit {self.proc.wait()})")
-        self.info = json.loads(line)
-
-    def request(self, req: dict) -> dict:
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("kfac-jax worker died (see its stderr above)")
-        out = json.loads(line)
-        if "error" in out:
-            raise RuntimeError(f"kfac-jax worker: {out['error']}")
-        return out
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+        super().__init__(python, WORKER, data_file)
 
 
 # --- driver ---------------------------------------------------------------------------------------

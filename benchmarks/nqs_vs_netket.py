@@ -65,11 +65,9 @@ Output: markdown on stdout, JSON in `benchmarks/results/nqs_vs_netket.json`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,7 +80,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import sciml_version, write_result  # noqa: E402
+from _common import PeerWorker, sciml_version, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "nqs_vs_netket.json"
@@ -246,33 +244,13 @@ class ScimlSide:
         }
 
 
-class NetketSide:
+class NetketSide(PeerWorker):
     """The long-lived worker in NetKet's venv."""
 
+    name = "netket"
+
     def __init__(self, python: Path):
-        cmd = [str(python), str(WORKER)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"netket worker did not start (exit {self.proc.wait()})")
-        self.info = json.loads(line)
-
-    def request(self, req: dict) -> dict:
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("netket worker died (see its stderr above)")
-        out = json.loads(line)
-        if "error" in out:
-            raise RuntimeError(f"netket worker: {out['error']}")
-        return out
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=60)
+        super().__init__(python, WORKER)
 
 
 # --- driver -----------------------------------------------------------------------------------
@@ -485,7 +463,7 @@ def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=300, help="VMC iterations per timed run")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="round r: seeds[r % n]")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="round r: seeds[r %% n]")
     ap.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=list(PROBLEMS))
     ap.add_argument("--lr", type=float, default=0.02, help="sciml's SR learning rate")
     ap.add_argument(
